@@ -1,0 +1,57 @@
+"""Rendering every failure as the Claude API's error body, in one place (reference §4)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from sijo.api.body import describe_errors
+from sijo.errors import ApiError, InternalServerError, InvalidRequestError, NotFoundError
+
+logger = logging.getLogger("sijo.api")
+
+
+def request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+def render(request: Request, error: ApiError) -> JSONResponse:
+    headers = {"x-should-retry": "true" if error.status_code >= 500 or error.status_code == 429 else "false"}
+    headers |= error.headers
+    return JSONResponse(error.body(request_id(request)), status_code=error.status_code, headers=headers)
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return render(request, exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return render(request, NotFoundError("Not found"))
+    error = InvalidRequestError(str(exc.detail))
+    response = render(request, error)
+    response.status_code = exc.status_code
+    return response
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return render(request, InvalidRequestError(describe_errors(list(exc.errors()), None)))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    return render(request, InternalServerError("Internal server error"))
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,71 @@
+"""create_app(settings): engines, catalogue, service, routes, error rendering and the request-id header."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sijo.api import errors, messages, models
+from sijo.api.auth import ApiKeys
+from sijo.catalog import Catalog, default_models
+from sijo.config import Settings
+from sijo.engines.base import Engine
+from sijo.ids import new_id
+from sijo.service import MessagesService
+
+
+class RequestIdMiddleware:
+    """Gives every request a `req_…` id: in `request.state`, and as the `request-id` response header."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = new_id("req")
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def load_engines(settings: Settings) -> dict[str, Engine]:
+    from sijo.engines.llama_cpp import LlamaCppEngine  # heavy: only when serving for real
+
+    return {name: LlamaCppEngine.load(config) for name, config in settings.engines.items()}
+
+
+def create_app(settings: Settings, engines: Mapping[str, Engine] | None = None) -> FastAPI:
+    """Build the app; `engines` replaces the configured ones (tests pass a fake)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loaded = dict(engines) if engines is not None else load_engines(settings)
+        catalog = Catalog(settings.models or default_models(loaded), loaded)
+        app.state.service = MessagesService(catalog)
+        try:
+            yield
+        finally:
+            if engines is None:
+                for engine in loaded.values():
+                    await engine.aclose()
+
+    app = FastAPI(title="Sijo", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.settings = settings
+    app.state.api_keys = ApiKeys(settings.api_keys)
+    app.add_middleware(RequestIdMiddleware)
+    errors.install(app)
+    app.include_router(messages.router)
+    app.include_router(models.router)
+    return app

@@ -1,0 +1,112 @@
+"""Settings: built once (CLI flags > environment `SIJO_*` > a TOML file > defaults) and injected.
+
+Every field has a default and a description; `sijo serve --help` and the README point here.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# The guide's model ids: each serves the default engine unless configured otherwise.
+CLAUDE_MODELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("claude-opus-4-7", "Claude Opus 4.7", ()),
+    ("claude-sonnet-4-6", "Claude Sonnet 4.6", ()),
+    ("claude-haiku-4-5-20251001", "Claude Haiku 4.5", ("claude-haiku-4-5",)),
+)
+
+
+class EngineConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path | None = Field(
+        default=None,
+        description="GGUF file to load; unset means the embedded SmolLM2-135M-Instruct Q4_1.",
+    )
+    context_window: int | None = Field(
+        default=None,
+        ge=16,
+        description="Context size in tokens; unset means the model's trained size.",
+    )
+    threads: int | None = Field(
+        default=None, ge=1, description="CPU threads for decoding; unset means every core."
+    )
+    batch_size: int = Field(default=512, ge=1, description="Prompt tokens decoded per llama.cpp batch.")
+
+
+class ModelConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="The model id clients send, e.g. claude-sonnet-4-6.")
+    engine: str = Field(default="default", description="Name of the engine (see `engines`) serving it.")
+    aliases: list[str] = Field(default_factory=list, description="Other ids that resolve to this one.")
+    display_name: str | None = Field(default=None, description="Shown by GET /v1/models.")
+    created_at: str = Field(default="1970-01-01T00:00:00Z", description="RFC 3339 release date.")
+    max_output_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description="Largest max_tokens accepted; unset means the context window.",
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SIJO_", extra="forbid")
+
+    host: str = Field(default="127.0.0.1", description="Address to bind; loopback unless keys are set.")
+    port: int = Field(default=8000, ge=0, le=65535, description="TCP port to listen on.")
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Accepted API keys (SIJO_API_KEYS, comma-separated). None: loopback only, no auth.",
+    )
+    engines: dict[str, EngineConfig] = Field(
+        default_factory=lambda: {"default": EngineConfig()},
+        description="Named engines; `default` serves every model that names no other.",
+    )
+    models: list[ModelConfig] | None = Field(
+        default=None,
+        description="Served model ids; unset means the local model's own id plus the guide's Claude ids.",
+    )
+    max_request_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1,
+        description="Largest request body accepted (the API's 32 MB).",
+    )
+    ping_interval: float = Field(
+        default=10.0, gt=0, description="Seconds of stream silence before a `ping` event is sent."
+    )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+
+def load_settings(
+    config_file: Path | None = None,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    model_path: Path | None = None,
+    threads: int | None = None,
+) -> Settings:
+    """Defaults < the TOML file < the environment (`SIJO_*`) < the arguments (CLI flags)."""
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        with config_file.open("rb") as handle:
+            data = tomllib.load(handle)
+    from_env = Settings()
+    data |= from_env.model_dump(include=from_env.model_fields_set)
+    data |= {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = Settings(**data)
+    if model_path is not None or threads is not None:
+        default = settings.engines.get("default", EngineConfig())
+        changes = {"path": model_path, "threads": threads}
+        default = default.model_copy(update={k: v for k, v in changes.items() if v is not None})
+        settings.engines["default"] = default
+    return settings

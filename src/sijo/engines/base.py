@@ -1,0 +1,66 @@
+"""The engine protocol: the one narrow interface between the service and a model runtime.
+
+Engines see token ids and sampling settings, never wire types. `generate` is an async iterator of
+chunks; closing it early (a client that went away, a stop sequence that matched) cancels the
+generation and frees what it held.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """Per-request sampling; `temperature == 0` means greedy."""
+
+    temperature: float = 1.0
+    top_p: float | None = None
+    top_k: int | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    tokens: tuple[int, ...]
+    max_tokens: int
+    sampling: Sampling = Sampling()
+
+
+# eos: the model ended its turn; length: max_tokens reached; context_full: no room left in the window.
+FinishReason = Literal["eos", "length", "context_full"]
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationChunk:
+    """Text produced since the previous chunk (always whole UTF-8 characters) and the tokens it cost."""
+
+    text: str
+    tokens: int
+    finish: FinishReason | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EngineInfo:
+    name: str
+    context_window: int
+    chat_template: str
+    bos_token: str
+    eos_token: str
+    bos_token_id: int
+    add_bos: bool
+
+
+class Engine(Protocol):
+    @property
+    def info(self) -> EngineInfo: ...
+
+    async def tokenize(self, text: str, *, special: bool) -> list[int]:
+        """The model's own tokens for `text`; `special` parses control tokens such as `<|im_end|>`."""
+        ...
+
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]: ...
+
+    async def aclose(self) -> None: ...

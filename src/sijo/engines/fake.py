@@ -1,0 +1,77 @@
+"""A fake engine for tests: replays queued replies, one token per character, with a ChatML template."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncGenerator, Iterable
+
+from sijo.engines.base import EngineInfo, GenerationChunk, GenerationRequest
+
+CHATML = (
+    "{% for message in messages %}"
+    "<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+DEFAULT_REPLY = ("Hello", " from", " the", " fake", " engine", ".")
+
+
+class FakeEngine:
+    """Each reply is a list of pieces; every piece costs one token. Tokens are characters."""
+
+    def __init__(self, *, context_window: int = 4096, delay: float = 0.0) -> None:
+        self._info = EngineInfo(
+            name="fake",
+            context_window=context_window,
+            chat_template=CHATML,
+            bos_token="",
+            eos_token="<|im_end|>",
+            bos_token_id=0,
+            add_bos=False,
+        )
+        self._replies: deque[tuple[str, ...]] = deque()
+        self.delay = delay
+        self.requests: list[GenerationRequest] = []
+        self.cancelled = 0
+        self.active = 0
+
+    @property
+    def info(self) -> EngineInfo:
+        return self._info
+
+    def enqueue(self, pieces: Iterable[str]) -> None:
+        self._replies.append(tuple(pieces))
+
+    async def tokenize(self, text: str, *, special: bool) -> list[int]:  # noqa: ARG002
+        return [ord(ch) for ch in text]
+
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
+        self.requests.append(request)
+        pieces = self._replies.popleft() if self._replies else DEFAULT_REPLY
+        room = self._info.context_window - len(request.tokens)
+        self.active += 1
+        produced = 0
+        try:
+            for piece in (*pieces, None):
+                if produced == request.max_tokens:
+                    yield GenerationChunk("", 0, "length")
+                    return
+                if produced == room:
+                    yield GenerationChunk("", 0, "context_full")
+                    return
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                produced += 1
+                if piece is None:  # the end-of-turn token
+                    yield GenerationChunk("", 1, "eos")
+                    return
+                yield GenerationChunk(piece, 1)
+        except (GeneratorExit, asyncio.CancelledError):
+            self.cancelled += 1
+            raise
+        finally:
+            self.active -= 1
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,92 @@
+"""The error tree: every failure Sijo reports is one of these, named after the Claude API's error types.
+
+    ApiError
+    ├── InvalidRequestError      400 invalid_request_error
+    │   └── PromptTooLongError   400 invalid_request_error ("prompt is too long: N tokens > M maximum")
+    ├── AuthenticationError      401 authentication_error
+    ├── PermissionDeniedError    403 permission_error
+    ├── NotFoundError            404 not_found_error
+    ├── RequestTooLargeError     413 request_too_large
+    ├── RateLimitError           429 rate_limit_error
+    ├── InternalServerError      500 api_error
+    ├── GatewayTimeoutError      504 timeout_error
+    └── OverloadedError          529 overloaded_error
+
+Errors are raised, never returned; `api/errors.py` renders them in one place as
+`{"type":"error","error":{"type","message"},"request_id"}` (reference §4).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ApiError(Exception):
+    """An error with its HTTP identity: status code and Anthropic error type."""
+
+    status_code: ClassVar[int] = 500
+    error_type: ClassVar[str] = "api_error"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+    def body(self, request_id: str | None) -> dict[str, Any]:
+        return {
+            "type": "error",
+            "error": {"type": self.error_type, "message": self.message},
+            "request_id": request_id,
+        }
+
+
+class InvalidRequestError(ApiError):
+    status_code: ClassVar[int] = 400
+    error_type: ClassVar[str] = "invalid_request_error"
+
+
+class PromptTooLongError(InvalidRequestError):
+    def __init__(self, tokens: int, maximum: int) -> None:
+        super().__init__(f"prompt is too long: {tokens} tokens > {maximum} maximum")
+        self.tokens = tokens
+        self.maximum = maximum
+
+
+class AuthenticationError(ApiError):
+    status_code: ClassVar[int] = 401
+    error_type: ClassVar[str] = "authentication_error"
+
+
+class PermissionDeniedError(ApiError):
+    status_code: ClassVar[int] = 403
+    error_type: ClassVar[str] = "permission_error"
+
+
+class NotFoundError(ApiError):
+    status_code: ClassVar[int] = 404
+    error_type: ClassVar[str] = "not_found_error"
+
+
+class RequestTooLargeError(ApiError):
+    status_code: ClassVar[int] = 413
+    error_type: ClassVar[str] = "request_too_large"
+
+
+class RateLimitError(ApiError):
+    status_code: ClassVar[int] = 429
+    error_type: ClassVar[str] = "rate_limit_error"
+
+
+class InternalServerError(ApiError):
+    status_code: ClassVar[int] = 500
+    error_type: ClassVar[str] = "api_error"
+
+
+class GatewayTimeoutError(ApiError):
+    status_code: ClassVar[int] = 504
+    error_type: ClassVar[str] = "timeout_error"
+
+
+class OverloadedError(ApiError):
+    status_code: ClassVar[int] = 529
+    error_type: ClassVar[str] = "overloaded_error"

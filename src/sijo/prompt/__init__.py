@@ -1,0 +1,1 @@
+"""Prompt building: wire params → Conversation → the chat template → token ids."""

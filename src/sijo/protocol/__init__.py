@@ -1,0 +1,1 @@
+"""Anthropic wire types (pydantic): request params, content blocks, Message, stream events, models."""

@@ -1,0 +1,114 @@
+"""Input content blocks (`MessageParam.content`), one class per `type`, as a discriminated union.
+
+Every block type of the real API is known here, so that an unknown `type` gets the real API's
+validation error while a known one that Sijo does not run yet gets a 400 naming it
+(see `prompt/conversation.py`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field
+
+from sijo.protocol.base import CacheControl, WireModel
+
+
+class TextBlockParam(WireModel):
+    type: Literal["text"]
+    text: str
+    cache_control: CacheControl | None = None
+    citations: list[dict[str, Any]] | None = None
+
+
+class _OpaqueBlockParam(WireModel):
+    """A block type Sijo recognises but does not run yet; its fields are not checked here."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    cache_control: CacheControl | None = None
+
+
+class ImageBlockParam(_OpaqueBlockParam):
+    type: Literal["image"]
+
+
+class DocumentBlockParam(_OpaqueBlockParam):
+    type: Literal["document"]
+
+
+class SearchResultBlockParam(_OpaqueBlockParam):
+    type: Literal["search_result"]
+
+
+class ToolUseBlockParam(_OpaqueBlockParam):
+    type: Literal["tool_use"]
+
+
+class ToolResultBlockParam(_OpaqueBlockParam):
+    type: Literal["tool_result"]
+
+
+class ThinkingBlockParam(_OpaqueBlockParam):
+    type: Literal["thinking"]
+
+
+class RedactedThinkingBlockParam(_OpaqueBlockParam):
+    type: Literal["redacted_thinking"]
+
+
+class ServerToolUseBlockParam(_OpaqueBlockParam):
+    type: Literal["server_tool_use"]
+
+
+class WebSearchToolResultBlockParam(_OpaqueBlockParam):
+    type: Literal["web_search_tool_result"]
+
+
+class WebFetchToolResultBlockParam(_OpaqueBlockParam):
+    type: Literal["web_fetch_tool_result"]
+
+
+class CodeExecutionToolResultBlockParam(_OpaqueBlockParam):
+    type: Literal["code_execution_tool_result"]
+
+
+class BashCodeExecutionToolResultBlockParam(_OpaqueBlockParam):
+    type: Literal["bash_code_execution_tool_result"]
+
+
+class TextEditorCodeExecutionToolResultBlockParam(_OpaqueBlockParam):
+    type: Literal["text_editor_code_execution_tool_result"]
+
+
+class ToolSearchToolResultBlockParam(_OpaqueBlockParam):
+    type: Literal["tool_search_tool_result"]
+
+
+class ContainerUploadBlockParam(_OpaqueBlockParam):
+    type: Literal["container_upload"]
+
+
+class MidConvSystemBlockParam(_OpaqueBlockParam):
+    type: Literal["mid_conv_system"]
+
+
+ContentBlockParam = Annotated[
+    TextBlockParam
+    | ImageBlockParam
+    | DocumentBlockParam
+    | SearchResultBlockParam
+    | ToolUseBlockParam
+    | ToolResultBlockParam
+    | ThinkingBlockParam
+    | RedactedThinkingBlockParam
+    | ServerToolUseBlockParam
+    | WebSearchToolResultBlockParam
+    | WebFetchToolResultBlockParam
+    | CodeExecutionToolResultBlockParam
+    | BashCodeExecutionToolResultBlockParam
+    | TextEditorCodeExecutionToolResultBlockParam
+    | ToolSearchToolResultBlockParam
+    | ContainerUploadBlockParam
+    | MidConvSystemBlockParam,
+    Field(discriminator="type"),
+]

@@ -1,0 +1,81 @@
+"""Stream events (reference §3), one class per `type`; the SSE event name equals `type`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from sijo.protocol.base import ResponseModel
+from sijo.protocol.message import ContentBlock, Message, StopReason
+
+
+class MessageStartEvent(ResponseModel):
+    type: Literal["message_start"] = "message_start"
+    message: Message
+
+
+class ContentBlockStartEvent(ResponseModel):
+    type: Literal["content_block_start"] = "content_block_start"
+    index: int
+    content_block: ContentBlock
+
+
+class TextDelta(ResponseModel):
+    type: Literal["text_delta"] = "text_delta"
+    text: str
+
+
+BlockDelta = Annotated[TextDelta, Field(discriminator="type")]
+
+
+class ContentBlockDeltaEvent(ResponseModel):
+    type: Literal["content_block_delta"] = "content_block_delta"
+    index: int
+    delta: BlockDelta
+
+
+class ContentBlockStopEvent(ResponseModel):
+    type: Literal["content_block_stop"] = "content_block_stop"
+    index: int
+
+
+class MessageDelta(ResponseModel):
+    stop_reason: StopReason | None
+    stop_sequence: str | None
+    stop_details: dict[str, Any] | None = None
+
+
+class MessageDeltaUsage(ResponseModel):
+    """Cumulative totals; the SDKs overwrite their copy with every non-null key."""
+
+    input_tokens: int
+    cache_creation_input_tokens: int
+    cache_read_input_tokens: int
+    output_tokens: int
+    server_tool_use: dict[str, int] | None = None
+
+
+class MessageDeltaEvent(ResponseModel):
+    type: Literal["message_delta"] = "message_delta"
+    delta: MessageDelta
+    usage: MessageDeltaUsage
+
+
+class MessageStopEvent(ResponseModel):
+    type: Literal["message_stop"] = "message_stop"
+
+
+class PingEvent(ResponseModel):
+    type: Literal["ping"] = "ping"
+
+
+StreamEvent = (
+    MessageStartEvent
+    | ContentBlockStartEvent
+    | ContentBlockDeltaEvent
+    | ContentBlockStopEvent
+    | MessageDeltaEvent
+    | MessageStopEvent
+    | PingEvent
+)

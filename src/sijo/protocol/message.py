@@ -1,0 +1,71 @@
+"""The response `Message`, its content blocks and `Usage`, with every key the SDKs declare (reference §2)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from sijo.protocol.base import ResponseModel
+
+StopReason = Literal[
+    "end_turn",
+    "max_tokens",
+    "stop_sequence",
+    "tool_use",
+    "pause_turn",
+    "refusal",
+    "model_context_window_exceeded",
+]
+
+
+class TextBlock(ResponseModel):
+    type: Literal["text"] = "text"
+    text: str
+    citations: list[dict[str, Any]] | None = None
+
+
+ContentBlock = Annotated[TextBlock, Field(discriminator="type")]
+
+
+class CacheCreation(ResponseModel):
+    ephemeral_5m_input_tokens: int = 0
+    ephemeral_1h_input_tokens: int = 0
+
+
+class OutputTokensDetails(ResponseModel):
+    thinking_tokens: int = 0
+
+
+class ServerToolUsage(ResponseModel):
+    web_search_requests: int = 0
+    web_fetch_requests: int = 0
+
+
+class Usage(ResponseModel):
+    input_tokens: int
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation: CacheCreation = CacheCreation()
+    output_tokens: int
+    output_tokens_details: OutputTokensDetails = OutputTokensDetails()
+    server_tool_use: ServerToolUsage | None = None
+    service_tier: Literal["standard", "priority", "batch"] = "standard"
+    inference_geo: str = "global"
+
+
+class Message(ResponseModel):
+    id: str
+    type: Literal["message"] = "message"
+    role: Literal["assistant"] = "assistant"
+    model: str
+    content: list[ContentBlock]
+    stop_reason: StopReason | None
+    stop_sequence: str | None
+    stop_details: dict[str, Any] | None = None
+    container: dict[str, Any] | None = None
+    usage: Usage
+
+
+class MessageTokensCount(ResponseModel):
+    input_tokens: int

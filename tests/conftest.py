@@ -1,0 +1,109 @@
+"""Shared fixtures: an in-process app over the fake engine, and one real `sijo serve` per session."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sijo.app import create_app
+from sijo.config import Settings
+from sijo.engines.fake import FakeEngine
+
+HEADERS = {"anthropic-version": "2023-06-01"}
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    return FakeEngine()
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture
+async def client(engine: FakeEngine, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, engines={"default": engine})
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://sijo.test", headers=HEADERS) as c:
+            yield c
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Server:
+    base_url: str
+    api_key: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "ANTHROPIC_BASE_URL": self.base_url,
+            "ANTHROPIC_API_KEY": self.api_key,
+        }
+
+
+def start_server(tmp: Path, env: dict[str, str], *args: str) -> Server:
+    port = free_port()
+    log = tmp / f"sijo-{port}.log"
+    command = [
+        sys.executable,
+        "-m",
+        "sijo",
+        "serve",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        *args,
+    ]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    base_url = f"http://127.0.0.1:{port}"
+    key = env.get("SIJO_API_KEYS", "unused-key").split(",")[0]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"sijo serve exited early:\n{log.read_text()}")
+        try:
+            httpx.get(f"{base_url}/v1/models", headers={**HEADERS, "x-api-key": key}, timeout=1)
+            return Server(base_url, key, process, log)
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"sijo serve did not start:\n{log.read_text()}")
+
+
+def stop_server(server: Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One real server (embedded model, no keys: loopback only) shared by the e2e tests."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIJO_", "ANTHROPIC_"))}
+    running = start_server(tmp_path_factory.mktemp("server"), env)
+    yield running
+    stop_server(running)

@@ -1,0 +1,66 @@
+"""The guide's examples, run as a user would: the files unchanged, only ANTHROPIC_BASE_URL/KEY set."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Server
+
+GUIDE = Path(__file__).parent / "guide"
+
+# example → lines its output must contain (what the example itself prints, not what the model says)
+EXPECTED = {
+    "quick_start.py": [],  # exit 0 proves message.content[0].text existed
+    "basic_usage.py": [
+        "Model: claude-sonnet-4-6",
+        "Stop reason: ",
+        "Input tokens: ",
+        "Output tokens: ",
+    ],
+    "multi_turn.py": ["Claude:"],
+    "system_prompt.py": [],  # likewise
+    "streaming.py": ["Total tokens: "],
+    "advanced_streaming.py": [
+        "메시지 시작: claude-sonnet-4-6",
+        "콘텐츠 블록 시작",
+        "Stop reason: ",
+        "메시지 종료",
+    ],
+}
+
+
+@pytest.mark.parametrize("example", sorted(EXPECTED))
+def test_python_example_runs_unchanged(server: Server, example: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(GUIDE / example)],
+        env=server.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for expected in EXPECTED[example]:
+        assert expected in result.stdout
+
+
+def test_curl_example_returns_a_message(server: Server) -> None:
+    result = subprocess.run(
+        ["bash", str(GUIDE / "curl_example.sh")],
+        env=server.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    message = json.loads(result.stdout)
+    assert message["type"] == "message" and message["id"].startswith("msg_")
+    assert message["model"] == "claude-sonnet-4-6"
+    assert message["stop_reason"] in {"end_turn", "max_tokens"}
+    assert message["usage"]["output_tokens"] >= 1
