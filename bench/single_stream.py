@@ -40,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -59,7 +59,7 @@ DEFAULT_PROMPT = (
     "and every conversation in great detail. Do not stop early."
 )
 SHORT_OUTPUT_WARNING = 32  # fewer output tokens than this makes decode tok/s noisy
-BUSY_THRESHOLD = 0.15  # machine-wide CPU use (0..1) above which the machine is "not idle"
+BUSY_THRESHOLD = 0.10  # share of machine CPU used by other processes that spoils a run
 SIJO = "Sijo"
 PEER = "llama-server"
 
@@ -103,7 +103,7 @@ class RunResult:
     input_tokens: int | None
     cache_read_input_tokens: int | None
     total_s: float
-    busy_before: float | None = None
+    other_cpu: float | None = None  # share of machine CPU used by other processes meanwhile
 
 
 @dataclass
@@ -243,38 +243,54 @@ def raise_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def cpu_busy_fraction(interval_s: float = 0.5) -> float | None:
-    """Machine-wide CPU utilisation (0..1) over ``interval_s``, from /proc/stat."""
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """Cumulative CPU jiffies: whole machine (busy, total) and our own processes."""
 
-    def sample() -> tuple[int, int] | None:
-        try:
-            fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-        except OSError:
-            return None
-        values = [int(v) for v in fields]
-        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-        return sum(values), idle
+    busy: int
+    total: int
+    ours: int
 
-    first = sample()
-    time.sleep(interval_s)
-    second = sample()
-    if first is None or second is None or second[0] == first[0]:
+
+def cpu_snapshot(pgids: Collection[int]) -> CpuSnapshot | None:
+    """Read /proc: machine-wide CPU time, and that of this process plus ``pgids``."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
         return None
-    return 1.0 - (second[1] - first[1]) / (second[0] - first[0])
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # guest time is already counted in user/nice
+    ours = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            rest = stat.read_text().rsplit(")", 1)[1].split()
+            pid = int(stat.parent.name)
+            if pid == os.getpid() or int(rest[2]) in pgids:
+                ours += int(rest[11]) + int(rest[12])  # utime + stime
+    return CpuSnapshot(total - idle, total, ours)
 
 
-def wait_for_idle(max_wait_s: float) -> float | None:
-    """Wait (bounded) until other processes leave the CPU; return the last busy fraction.
+def other_cpu_fraction(before: CpuSnapshot | None, after: CpuSnapshot | None) -> float | None:
+    """Share of the machine's CPU used by processes other than ours between two snapshots."""
+    if before is None or after is None or after.total <= before.total:
+        return None
+    foreign = (after.busy - before.busy) - (after.ours - before.ours)
+    return max(0.0, foreign / (after.total - before.total))
 
-    The servers under test are idle between requests, so CPU use seen here comes
-    from elsewhere. With ``--threads`` equal to the core count, any other load
-    badly distorts decode speed.
+
+def wait_for_idle(pgids: Collection[int], max_wait_s: float) -> float | None:
+    """Wait (bounded) until other processes leave the CPU; return their last CPU share.
+
+    With ``--threads`` equal to the core count, any other load badly distorts
+    decode speed (the compute threads get descheduled mid-token).
     """
     deadline = time.monotonic() + max_wait_s
-    busy = cpu_busy_fraction()
-    while busy is not None and busy > BUSY_THRESHOLD and time.monotonic() < deadline:
-        busy = cpu_busy_fraction()
-    return busy
+    while True:
+        before = cpu_snapshot(pgids)
+        time.sleep(0.5)
+        other = other_cpu_fraction(before, cpu_snapshot(pgids))
+        if other is None or other <= BUSY_THRESHOLD or time.monotonic() >= deadline:
+            return other
 
 
 # --------------------------------------------------------------------------- streaming
@@ -371,8 +387,13 @@ def decode_rate(output_tokens: int, text_times: Sequence[float]) -> float | None
 # --------------------------------------------------------------------------- benchmark
 
 
-def run_benchmark(servers: Sequence[ServerSpec], args: argparse.Namespace) -> dict[str, ServerResults]:
-    """Warm up each server once, then alternate ``--runs`` measured requests."""
+def run_benchmark(
+    servers: Sequence[ServerSpec], pgids: Collection[int], args: argparse.Namespace
+) -> dict[str, ServerResults]:
+    """Warm up each server once, then alternate ``--runs`` measured requests.
+
+    ``pgids`` are the servers' process groups, whose CPU use is not "other load".
+    """
     results = {spec.name: ServerResults(spec.name) for spec in servers}
     timeout = httpx.Timeout(args.request_timeout, connect=10.0)
     with httpx.Client(timeout=timeout) as client:
@@ -382,10 +403,12 @@ def run_benchmark(servers: Sequence[ServerSpec], args: argparse.Namespace) -> di
         for run in range(args.runs):
             order = servers if run % 2 == 0 else list(reversed(servers))
             for spec in order:
-                busy = wait_for_idle(args.idle_wait)
+                wait_for_idle(pgids, args.idle_wait)
                 payload = payload_for(args, run)
+                before = cpu_snapshot(pgids)
                 res = stream_once(client, spec.base_url, payload, args.request_timeout)
-                res = dataclasses.replace(res, busy_before=busy)
+                other = other_cpu_fraction(before, cpu_snapshot(pgids))
+                res = dataclasses.replace(res, other_cpu=other)
                 results[spec.name].runs.append(res)
                 print(f"  run {run + 1:<4} {spec.name:<13} {describe(res)}")
     return results
@@ -404,8 +427,8 @@ def describe(res: RunResult) -> str:
     tps = "n/a" if res.decode_tps is None else f"{res.decode_tps:7.1f} tok/s"
     cache = "" if res.cache_read_input_tokens is None else f", cached {res.cache_read_input_tokens}"
     busy = ""
-    if res.busy_before is not None and res.busy_before > BUSY_THRESHOLD:
-        busy = f"  [CPU {res.busy_before:.0%} busy before run]"
+    if res.other_cpu is not None and res.other_cpu > BUSY_THRESHOLD:
+        busy = f"  [other processes used {res.other_cpu:.0%} of the CPU]"
     return (
         f"TTFT {ttft}  decode {tps}  out {res.output_tokens:4d} tok "
         f"({res.stop_reason}; in {res.input_tokens}{cache}; total {res.total_s:.2f}s){busy}"
@@ -454,12 +477,12 @@ def print_report(results: dict[str, ServerResults], args: argparse.Namespace, ou
         print(f"TTFT ratio    llama-server / Sijo: {fmt(ttft_ratio, '.3f')}", file=out)
     busy_runs = [
         r for res in results.values() for r in res.runs
-        if r.busy_before is not None and r.busy_before > BUSY_THRESHOLD
+        if r.other_cpu is not None and r.other_cpu > BUSY_THRESHOLD
     ]  # fmt: skip
     if busy_runs:
         print(
-            f"warning: {len(busy_runs)} run(s) started while other processes were using the "
-            "CPU; results are unreliable, rerun on a quiet machine",
+            f"warning: other processes used the CPU during {len(busy_runs)} run(s); "
+            "results are unreliable, rerun on a quiet machine",
             file=out,
         )
     for res in results.values():
@@ -543,7 +566,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             server = start_server(spec, log_dir)
             running.append(server)
             wait_ready(server, args.startup_timeout)
-        results = run_benchmark(specs, args)
+        pgids = {server.process.pid for server in running}
+        results = run_benchmark(specs, pgids, args)
         print_report(results, args, sys.stdout)
         succeeded = True
     finally:
