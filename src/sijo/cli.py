@@ -42,6 +42,17 @@ def check_bind(settings: Settings) -> str | None:
     )
 
 
+def _missing_model(settings: Settings) -> str | None:
+    from sijo.engines.llama_cpp.model_file import ModelFileError, resolve_model_path
+
+    try:
+        for engine in settings.engines.values():
+            resolve_model_path(engine.path)
+    except ModelFileError as exc:
+        return str(exc)
+    return None
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -50,7 +61,7 @@ def serve(args: argparse.Namespace) -> int:
     settings = load_settings(
         args.config, host=args.host, port=args.port, model_path=args.model, threads=args.threads
     )
-    refusal = check_bind(settings)
+    refusal = check_bind(settings) or _missing_model(settings)
     if refusal:
         print(f"sijo: {refusal}", file=sys.stderr)  # noqa: T201
         return 2

@@ -130,3 +130,16 @@ def test_serve_refuses_an_open_address_without_keys(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "without API keys" in result.stderr
+
+
+def test_serve_names_a_missing_model_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.gguf"
+    result = subprocess.run(
+        [sys.executable, "-m", "sijo", "serve", "--model", str(missing), "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert f"model file not found: {missing}" in result.stderr

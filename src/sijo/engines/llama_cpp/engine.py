@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import os
 import re
 import threading
 from collections.abc import AsyncGenerator, Callable, Iterator
@@ -45,12 +46,13 @@ class LlamaCppEngine:
     @classmethod
     def load(cls, config: EngineConfig) -> LlamaCppEngine:
         path = resolve_model_path(config.path)
+        threads = config.threads or os.cpu_count() or 1
         llama = llama_cpp.Llama(
             model_path=str(path),
             n_ctx=config.context_window or 0,
             n_batch=config.batch_size,
-            n_threads=config.threads,
-            n_threads_batch=config.threads,
+            n_threads=threads,
+            n_threads_batch=threads,
             verbose=False,
         )
         return cls(llama, path, min(config.batch_size, llama.n_batch))
