@@ -19,6 +19,11 @@ from tests.conftest import server as _shared_server
 KEYS = "sk-sijo-test-one,sk-sijo-test-two"
 WINDOW = 256
 STORY = [{"role": "user", "content": "Count from one to one thousand, in words."}]
+# Greedy decoding keeps counting for thousands of tokens (over a minute here) unless stopped.
+COUNTING = [
+    {"role": "user", "content": "Count from 1 to 1000, separated by commas."},
+    {"role": "assistant", "content": "1, 2, 3, 4, 5, 6, 7, 8, 9, 10,"},
+]
 assert _shared_server  # the session server, imported so the fixtures below can sit beside it
 
 
@@ -98,19 +103,25 @@ def _next_request_seconds(server: Server) -> float:
 
 
 def test_a_stream_that_disconnects_stops_its_generation(server: Server) -> None:
-    body = {"model": "claude-sonnet-4-6", "max_tokens": 4000, "stream": True, "messages": STORY}
+    body = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 4000,
+        "temperature": 0,
+        "stream": True,
+        "messages": COUNTING,
+    }
     headers = {**HEADERS, "x-api-key": server.api_key}
     url = f"{server.base_url}/v1/messages"
     with httpx.stream("POST", url, json=body, headers=headers, timeout=30) as response:
         lines = response.iter_lines()
         while "content_block_delta" not in next(lines):
             pass
-    # 4000 tokens would take ~40 s here; a generation still running would hold the next request.
+    # A generation still running would hold the next request for a minute.
     assert _next_request_seconds(server) < 5
 
 
 def test_a_non_streaming_client_that_gives_up_stops_its_generation(server: Server) -> None:
-    body = {"model": "claude-sonnet-4-6", "max_tokens": 4000, "messages": STORY}
+    body = {"model": "claude-sonnet-4-6", "max_tokens": 4000, "temperature": 0, "messages": COUNTING}
     headers = {**HEADERS, "x-api-key": server.api_key}
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{server.base_url}/v1/messages", json=body, headers=headers, timeout=1.5)
