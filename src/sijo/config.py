@@ -36,6 +36,9 @@ class EngineConfig(BaseModel):
         default=None, ge=1, description="CPU threads for decoding; unset means every core."
     )
     batch_size: int = Field(default=512, ge=1, description="Prompt tokens decoded per llama.cpp batch.")
+    flash_attention: bool = Field(
+        default=True, description="llama.cpp's flash attention (llama-server turns it on where it can)."
+    )
 
 
 class ModelConfig(BaseModel):

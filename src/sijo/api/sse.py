@@ -24,28 +24,39 @@ def encode_error(error: ApiError, request_id: str | None) -> bytes:
 
 
 async def with_pings(events: AsyncIterator[StreamEvent], interval: float) -> AsyncIterator[StreamEvent]:
-    """Pass events through, adding a `ping` after `message_start` and whenever `interval` passes quietly."""
-    iterator = aiter(events)
-    pending: asyncio.Future[StreamEvent] | None = None
-    try:
+    """Pass events through, adding a `ping` after `message_start` and whenever `interval` passes quietly.
+
+    The events are pulled by one producer task into a queue, so the hot path (one event per token)
+    costs a queue hand-off, not a task and a timer per event.
+    """
+    queue: asyncio.Queue[StreamEvent | BaseException | None] = asyncio.Queue()
+
+    async def produce() -> None:
+        try:
+            async for event in events:
+                queue.put_nowait(event)
+            queue.put_nowait(None)
+        except Exception as exc:
+            queue.put_nowait(exc)
+
+    async def keep_alive() -> None:
         while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(iterator))
-            done, _ = await asyncio.wait({pending}, timeout=interval)
-            if not done:
-                yield PingEvent()
-                continue
-            try:
-                event = pending.result()
-            except StopAsyncIteration:
-                return
-            pending = None
-            yield event
-            if event.type == "message_start":
+            await asyncio.sleep(interval)
+            if queue.empty():
+                queue.put_nowait(PingEvent())
+
+    producer = asyncio.create_task(produce())
+    pinger = asyncio.create_task(keep_alive())
+    try:
+        while (item := await queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+            if item.type == "message_start":
                 yield PingEvent()
     finally:
-        if pending is not None and not pending.done():
-            pending.cancel()
+        pinger.cancel()
+        producer.cancel()
 
 
 async def frames(events: AsyncIterator[StreamEvent], request_id: str | None) -> AsyncIterator[bytes]:

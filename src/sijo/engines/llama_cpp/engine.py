@@ -53,6 +53,7 @@ class LlamaCppEngine:
             n_batch=config.batch_size,
             n_threads=threads,
             n_threads_batch=threads,
+            flash_attn=config.flash_attention,
             verbose=False,
         )
         return cls(llama, path, min(config.batch_size, llama.n_batch))
