@@ -21,6 +21,13 @@ from sijo.engines.fake import FakeEngine
 HEADERS = {"anthropic-version": "2023-06-01"}
 
 
+@pytest.fixture(autouse=True)
+def _no_sijo_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings read SIJO_* from the environment; tests build their own."""
+    for name in [n for n in os.environ if n.startswith("SIJO_")]:
+        monkeypatch.delenv(name)
+
+
 @pytest.fixture
 def engine() -> FakeEngine:
     return FakeEngine()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sijo.api import errors, messages, models
@@ -13,8 +15,11 @@ from sijo.api.auth import ApiKeys
 from sijo.catalog import Catalog, default_models
 from sijo.config import Settings
 from sijo.engines.base import Engine
+from sijo.errors import InternalServerError
 from sijo.ids import new_id
 from sijo.service import MessagesService
+
+logger = logging.getLogger("sijo.api")
 
 
 class RequestIdMiddleware:
@@ -30,14 +35,29 @@ class RequestIdMiddleware:
         request_id = new_id("req")
         scope.setdefault("state", {})["request_id"] = request_id
 
+        started = False
+
         async def send_with_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = list(message.get("headers", []))
                 headers.append((b"request-id", request_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Starlette renders unexpected errors outside this middleware; render them here so a
+            # 500 carries its request id too.
+            logger.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            if started:
+                raise
+            error = InternalServerError("Internal server error")
+            response = JSONResponse(error.body(request_id), status_code=error.status_code)
+            response.headers["x-should-retry"] = "true"
+            await response(scope, receive, send_with_id)
 
 
 def load_engines(settings: Settings) -> dict[str, Engine]:

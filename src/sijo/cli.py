@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import sys
+import tomllib
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from sijo.config import Settings, load_settings
 
@@ -58,9 +61,13 @@ def serve(args: argparse.Namespace) -> int:
 
     from sijo.app import create_app
 
-    settings = load_settings(
-        args.config, host=args.host, port=args.port, model_path=args.model, threads=args.threads
-    )
+    try:
+        settings = load_settings(
+            args.config, host=args.host, port=args.port, model_path=args.model, threads=args.threads
+        )
+    except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
+        print(f"sijo: invalid configuration: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
     refusal = check_bind(settings) or _missing_model(settings)
     if refusal:
         print(f"sijo: {refusal}", file=sys.stderr)  # noqa: T201

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -99,3 +100,26 @@ async def test_closing_the_stream_cancels_the_generation() -> None:
         assert seen[-1] == "content_block_delta" and slow.active == 1
         await events.aclose()
     assert slow.active == 0 and slow.cancelled == 1
+
+
+class BrokenEngine(FakeEngine):
+    async def generate(self, _request: Any) -> Any:  # type: ignore[override]
+        raise RuntimeError("engine fault")
+        yield  # pragma: no cover - makes this an async generator
+
+
+async def test_an_engine_fault_is_a_500_with_its_request_id() -> None:
+    app = create_app(Settings(), engines={"default": BrokenEngine()})
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        headers = {"anthropic-version": "2023-06-01"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=headers) as c:
+            plain = await c.post("/v1/messages", json=BODY)
+            streamed = await c.post("/v1/messages", json={**BODY, "stream": True})
+    assert plain.status_code == 500
+    assert plain.json()["error"] == {"type": "api_error", "message": "Internal server error"}
+    assert plain.json()["request_id"] == plain.headers["request-id"]
+    last_name, last_data = streamed.text.strip().split("\n\n")[-1].split("\n")
+    assert streamed.status_code == 200 and last_name == "event: error"
+    error = json.loads(last_data.removeprefix("data: "))
+    assert error["error"]["type"] == "api_error" and error["request_id"] == streamed.headers["request-id"]

@@ -135,8 +135,8 @@ async def test_context_window_exceeded_when_input_fits_but_output_does_not(setti
 @pytest.mark.parametrize(
     ("content", "status", "error_type", "message"),
     [
-        (b"{not json", 400, "invalid_request_error", "request body: invalid JSON"),
-        (b"[]", 400, "invalid_request_error", "request body: Input should be a valid dictionary"),
+        (b"{not json", 400, "invalid_request_error", "request body: Invalid JSON"),
+        (b"[]", 400, "invalid_request_error", "request body: Input should be an object"),
         (
             b'{"model": "claude-sonnet-4-6", "messages": []}',
             400,
@@ -164,6 +164,10 @@ async def test_malformed_bodies(
         ({"messages": [{"role": "robot", "content": "x"}]}, "messages.0.role: Input should be"),
         ({"messages": [{"role": "user", "content": [{"type": "nope"}]}]}, "messages.0.content.0: Input tag"),
         ({"max_tokens": "ten"}, "max_tokens: Input should be a valid integer"),
+        ({"max_tokens": "10"}, "max_tokens: Input should be a valid integer"),
+        ({"stream": "yes"}, "stream: Input should be a valid boolean"),
+        ({"messages": [{"role": "user", "content": 5}]}, "messages.0.content: Input should be a valid"),
+        ({"system": [{"type": "text", "text": ""}]}, "system.0.text: text content blocks must be non-empty"),
         ({"stream": True, "max_tokens": 0}, "max_tokens: 0 is not allowed when stream is true"),
         (
             {"thinking": {"type": "enabled", "budget_tokens": 2000}},

@@ -38,3 +38,9 @@ def test_earliest_of_several_stop_sequences_wins() -> None:
 
 def test_multibyte_stop_sequence() -> None:
     assert feed_all(StopMatcher(["감사"]), ["안녕하세요 감", "사합니다"]) == ("안녕하세요 ", "감사")
+
+
+def test_the_stop_sequence_completed_first_wins_however_text_is_chunked() -> None:
+    stops = ["xyz_long_sequence", "long"]
+    assert feed_all(StopMatcher(stops), ["xyz_long_sequence"]) == ("xyz_", "long")
+    assert feed_all(StopMatcher(stops), list("xyz_long_sequence")) == ("xyz_", "long")

@@ -15,7 +15,7 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 _TOO_LARGE = "Request exceeds the maximum allowed number of bytes."
 
 
-async def read_json(request: Request, limit: int) -> Any:
+async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise RequestTooLargeError(_TOO_LARGE)
@@ -24,18 +24,24 @@ async def read_json(request: Request, limit: int) -> Any:
         body += chunk
         if len(body) > limit:
             raise RequestTooLargeError(_TOO_LARGE)
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequestError(f"request body: invalid JSON: {exc}") from None
+    return bytes(body)
 
 
 async def parse_body(request: Request, model: type[ModelT], limit: int) -> ModelT:
-    data = await read_json(request, limit)
+    """Strict JSON validation: no type coercion ("10" is not an int), nesting and escapes checked."""
+    body = await read_body(request, limit)
     try:
-        return model.model_validate(data)
+        return model.model_validate_json(body, strict=True)
     except ValidationError as exc:
-        raise InvalidRequestError(describe_errors(exc.errors(), data)) from None
+        raise InvalidRequestError(describe_errors(exc.errors(), _navigable(body))) from None
+
+
+def _navigable(body: bytes) -> Any:
+    """The body as Python data, only to turn an error's location into a field path."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
 
 
 def describe_errors(errors: Sequence[Any], data: Any) -> str:
@@ -43,6 +49,8 @@ def describe_errors(errors: Sequence[Any], data: Any) -> str:
     error = max(errors, key=lambda e: len(e["loc"]))
     path = _field_path(tuple(error["loc"]), data)
     message = str(error["msg"])
+    if error["type"] == "json_invalid":
+        return f"request body: {message}"
     return f"{path}: {message}" if path else f"request body: {message}"
 
 
@@ -51,8 +59,6 @@ def _field_path(loc: tuple[Any, ...], data: Any) -> str:
     parts: list[str] = []
     current = data
     for position, part in enumerate(loc):
-        if part == "body" and position == 0 and data is None:
-            continue  # FastAPI's own prefix
         last = position == len(loc) - 1
         if not last and isinstance(current, dict) and current.get("type") == part:
             continue  # a discriminated union's tag, not a key
@@ -60,7 +66,7 @@ def _field_path(loc: tuple[Any, ...], data: Any) -> str:
             current = current[part]
         elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
             current = current[part]
-        elif not last or (isinstance(part, str) and "[" in part):
-            continue
+        elif not (last and (current is None or isinstance(current, dict))):
+            continue  # a union member's name or FastAPI's prefix; a missing key comes last
         parts.append(str(part))
     return ".".join(parts)

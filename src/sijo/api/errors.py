@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from sijo.api.body import describe_errors
-from sijo.errors import ApiError, InternalServerError, InvalidRequestError, NotFoundError
-
-logger = logging.getLogger("sijo.api")
+from sijo.errors import ApiError, InvalidRequestError, NotFoundError
 
 
 def request_id(request: Request) -> str | None:
@@ -37,6 +33,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     error = InvalidRequestError(str(exc.detail))
     response = render(request, error)
     response.status_code = exc.status_code
+    response.headers.update(exc.headers or {})
     return response
 
 
@@ -45,13 +42,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return render(request, InvalidRequestError(describe_errors(list(exc.errors()), None)))
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    logger.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
-    return render(request, InternalServerError("Internal server error"))
-
-
 def install(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _unexpected)

@@ -24,25 +24,27 @@ def encode_error(error: ApiError, request_id: str | None) -> bytes:
 
 
 async def with_pings(events: AsyncIterator[StreamEvent], interval: float) -> AsyncIterator[StreamEvent]:
-    """Pass events through, adding a `ping` after `message_start` and whenever `interval` passes quietly.
+    """Pass events through, adding a `ping` after `message_start` and after `interval` of silence.
 
-    The events are pulled by one producer task into a queue, so the hot path (one event per token)
-    costs a queue hand-off, not a task and a timer per event.
+    One producer task pulls the events into a small queue (so a slow client slows generation down
+    rather than piling events up); the hot path costs a queue hand-off, not a task per event.
     """
-    queue: asyncio.Queue[StreamEvent | BaseException | None] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[StreamEvent | BaseException | None] = asyncio.Queue(maxsize=16)
+    last_sent = loop.time()
 
     async def produce() -> None:
         try:
             async for event in events:
-                queue.put_nowait(event)
-            queue.put_nowait(None)
+                await queue.put(event)
+            await queue.put(None)
         except Exception as exc:
-            queue.put_nowait(exc)
+            await queue.put(exc)
 
     async def keep_alive() -> None:
         while True:
-            await asyncio.sleep(interval)
-            if queue.empty():
+            await asyncio.sleep(max(0.0, last_sent + interval - loop.time()))
+            if loop.time() - last_sent >= interval and queue.empty():
                 queue.put_nowait(PingEvent())
 
     producer = asyncio.create_task(produce())
@@ -52,6 +54,7 @@ async def with_pings(events: AsyncIterator[StreamEvent], interval: float) -> Asy
             if isinstance(item, BaseException):
                 raise item
             yield item
+            last_sent = loop.time()
             if item.type == "message_start":
                 yield PingEvent()
     finally:

@@ -38,9 +38,10 @@ class StopMatcher:
         return held
 
     def _earliest_match(self, buffer: str) -> tuple[int, str] | None:
+        """The stop sequence completed first (smallest end), as generation would have met it."""
         found = [(buffer.find(s), s) for s in self._stops]
         hits = [(i, s) for i, s in found if i >= 0]
-        return min(hits, key=lambda hit: hit[0]) if hits else None
+        return min(hits, key=lambda hit: hit[0] + len(hit[1])) if hits else None
 
     def _partial_suffix(self, buffer: str) -> int:
         """The length of the longest suffix of `buffer` that is a proper prefix of a stop sequence."""

@@ -77,12 +77,7 @@ def _block_text(field: str, block: ContentBlockParam) -> str:
 def _system_text(system: str | list[TextBlockParam]) -> str:
     if isinstance(system, str):
         return system
-    for j, block in enumerate(system):
-        if block.cache_control is not None:
-            raise InvalidRequestError(
-                f"system.{j}.cache_control: prompt caching is not supported by Sijo yet"
-            )
-    return "\n\n".join(block.text for block in system)
+    return "\n\n".join(_block_text(f"system.{j}", block) for j, block in enumerate(system))
 
 
 def _merge(turns: list[Turn]) -> list[Turn]:

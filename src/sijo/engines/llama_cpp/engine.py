@@ -151,6 +151,8 @@ class LlamaCppEngine:
 
     def _prefill(self, tokens: list[int], cancelled: threading.Event) -> bool:
         """Bring sequence 0 to `tokens`, reusing the common prefix; False if cancelled midway."""
+        if cancelled.is_set():  # gone while queued: keep the cache for the next request
+            return False
         common = _common_prefix(self._cached, tokens)
         common = min(common, len(tokens) - 1)  # the last prompt token must be decoded for logits
         llama_cpp.llama_memory_seq_rm(self._memory, 0, common, -1)
