@@ -53,7 +53,7 @@ class ChatTemplate:
         self._info = info
 
     def segments(self, conversation: Conversation) -> list[Segment]:
-        marker = f"\x00{secrets.token_hex(4)}:"
+        marker = f"\x00sijo-{secrets.token_hex(4)}:"  # letters, so case filters show
         contents: list[str] = []
 
         def placeholder(text: str) -> str:
