@@ -24,7 +24,6 @@ COUNTING = [
     {"role": "user", "content": "Count from 1 to 1000, separated by commas."},
     {"role": "assistant", "content": "1, 2, 3, 4, 5, 6, 7, 8, 9, 10,"},
 ]
-assert _shared_server  # the session server, imported so the fixtures below can sit beside it
 
 
 @pytest.fixture(scope="module")
