@@ -14,7 +14,6 @@ import httpx
 import pytest
 
 from tests.conftest import HEADERS, Server, start_server, stop_server
-from tests.conftest import server as _shared_server
 
 KEYS = "sk-sijo-test-one,sk-sijo-test-two"
 WINDOW = 256
