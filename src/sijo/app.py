@@ -10,13 +10,14 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sijo.api import errors, messages, models
+from sijo.api import errors, messages, models, status
 from sijo.api.auth import ApiKeys
 from sijo.catalog import Catalog, default_models
 from sijo.config import Settings
 from sijo.engines.base import Engine
 from sijo.errors import InternalServerError
 from sijo.ids import new_id
+from sijo.prompt_cache import PromptCache
 from sijo.service import MessagesService
 
 logger = logging.getLogger("sijo.api")
@@ -66,14 +67,17 @@ def load_engines(settings: Settings) -> dict[str, Engine]:
     return {name: LlamaCppEngine.load(config) for name, config in settings.engines.items()}
 
 
-def create_app(settings: Settings, engines: Mapping[str, Engine] | None = None) -> FastAPI:
-    """Build the app; `engines` replaces the configured ones (tests pass a fake)."""
+def create_app(
+    settings: Settings, engines: Mapping[str, Engine] | None = None, cache: PromptCache | None = None
+) -> FastAPI:
+    """Build the app; `engines` replaces the configured ones (tests pass a fake), `cache` the prompt
+    cache (tests pass one with a fake clock)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loaded = dict(engines) if engines is not None else load_engines(settings)
         catalog = Catalog(settings.models or default_models(loaded), loaded)
-        app.state.service = MessagesService(catalog)
+        app.state.service = MessagesService(catalog, cache)
         try:
             yield
         finally:
@@ -88,4 +92,5 @@ def create_app(settings: Settings, engines: Mapping[str, Engine] | None = None) 
     errors.install(app)
     app.include_router(messages.router)
     app.include_router(models.router)
+    app.include_router(status.router)
     return app

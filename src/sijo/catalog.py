@@ -68,6 +68,7 @@ def default_models(engines: Mapping[str, Engine]) -> list[ModelConfig]:
 
 class Catalog:
     def __init__(self, models: list[ModelConfig], engines: Mapping[str, Engine]) -> None:
+        self.engines = dict(engines)
         self._models: list[ServedModel] = []
         self._by_name: dict[str, ServedModel] = {}
         for config in models:

@@ -30,7 +30,41 @@ class EngineConfig(BaseModel):
     context_window: int | None = Field(
         default=None,
         ge=16,
-        description="Context size in tokens; unset means the model's trained size.",
+        description="Longest sequence (prompt + output) in tokens; unset means the model's trained size.",
+    )
+    slots: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="Requests decoded together in one batch (continuous batching); more wait in the queue.",
+    )
+    max_queue: int = Field(
+        default=64,
+        ge=0,
+        description="Requests that may wait for a slot; beyond it a request gets 529 overloaded_error.",
+    )
+    kv_size: int | None = Field(
+        default=None,
+        ge=16,
+        description=(
+            "KV cache size in tokens, shared by running requests and kept prompt prefixes; "
+            "unset means 4 times context_window."
+        ),
+    )
+    prefill_chunk: int = Field(
+        default=256,
+        ge=16,
+        description="Prompt tokens prefilled per step; bounds how long a new prompt delays other streams.",
+    )
+    host_cache_mb: int = Field(
+        default=1024,
+        ge=0,
+        description="Host RAM for cached prefixes evicted from the KV cache (restored on their next hit).",
+    )
+    leftover_ttl: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds a finished request's cells stay for reuse by a follow-up (speed only).",
     )
     threads: int | None = Field(
         default=None, ge=1, description="CPU threads for decoding; unset means every core."
@@ -53,6 +87,11 @@ class ModelConfig(BaseModel):
         default=None,
         ge=1,
         description="Largest max_tokens accepted; unset means the context window.",
+    )
+    cache_min_tokens: int = Field(
+        default=1024,
+        ge=1,
+        description="Shortest prompt prefix that cache_control caches; shorter ones are silently not cached.",
     )
 
 

@@ -20,8 +20,9 @@ from sijo.output.assembler import MessageAssembler
 from sijo.output.stops import StopMatcher
 from sijo.prompt.conversation import to_conversation
 from sijo.prompt.template import ChatTemplate, Prompt, tokenize
+from sijo.prompt_cache import NO_CACHE, Breakpoint, PromptCache, breakpoints
 from sijo.protocol.events import StreamEvent
-from sijo.protocol.message import Message, StopReason, Usage
+from sijo.protocol.message import CacheCreation, Message, StopReason, Usage
 from sijo.protocol.params import NOT_YET_SUPPORTED, CountTokensParams, MessageCreateParams
 
 _STOP_REASONS: dict[FinishReason, StopReason] = {
@@ -47,14 +48,23 @@ class PreparedMessage:
     sampling: Sampling
     stop_sequences: tuple[str, ...]
     inference_geo: str
+    workspace: str
+    breakpoints: tuple[Breakpoint, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Rendered:
+    prompt: Prompt
+    breakpoints: tuple[Breakpoint, ...]
 
 
 class MessagesService:
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, cache: PromptCache | None = None) -> None:
         self.catalog = catalog
+        self.cache = cache if cache is not None else PromptCache()
         self._templates: dict[int, ChatTemplate] = {}
 
-    async def prepare(self, params: MessageCreateParams) -> PreparedMessage:
+    async def prepare(self, params: MessageCreateParams, workspace: str = "default") -> PreparedMessage:
         _reject_unsupported(params)
         if params.speed == "fast":
             raise InvalidRequestError("speed: fast mode is not supported by Sijo")
@@ -66,7 +76,8 @@ class MessagesService:
                 f"max_tokens: {params.max_tokens} > {served.max_output_tokens}, which is the "
                 f"maximum allowed number of output tokens for {params.model}"
             )
-        prompt = await self._render(served, params)
+        rendered = await self._render(served, params)
+        served.engine.check_capacity()
         sampling = Sampling(
             temperature=1.0 if params.temperature is None else params.temperature,
             top_p=params.top_p,
@@ -75,24 +86,41 @@ class MessagesService:
         return PreparedMessage(
             model_id=params.model,
             served=served,
-            prompt=prompt,
+            prompt=rendered.prompt,
             max_tokens=params.max_tokens,
             sampling=sampling,
             stop_sequences=tuple(params.stop_sequences or ()),
             inference_geo=params.inference_geo or "global",
+            workspace=workspace,
+            breakpoints=rendered.breakpoints,
         )
 
     async def count_tokens(self, params: CountTokensParams) -> int:
         _reject_unsupported(params)
         served = self.catalog.resolve(params.model)
-        return len((await self._render(served, params)).tokens)
+        return len((await self._render(served, params)).prompt.tokens)
 
     async def create(self, prepared: PreparedMessage) -> Message:
         return await accumulate(self.stream(prepared))
 
     async def stream(self, prepared: PreparedMessage) -> AsyncIterator[StreamEvent]:
+        plan = NO_CACHE
+        if prepared.breakpoints:
+            plan = self.cache.plan(
+                workspace=prepared.workspace,
+                model=prepared.served.config.id,
+                prompt=prepared.prompt,
+                points=list(prepared.breakpoints),
+                min_tokens=prepared.served.config.cache_min_tokens,
+            )
+        cached = plan.usage
         usage = Usage(
-            input_tokens=len(prepared.prompt.tokens),
+            input_tokens=len(prepared.prompt.tokens) - cached.read - cached.write,
+            cache_creation_input_tokens=cached.write,
+            cache_read_input_tokens=cached.read,
+            cache_creation=CacheCreation(
+                ephemeral_5m_input_tokens=cached.write_5m, ephemeral_1h_input_tokens=cached.write_1h
+            ),
             output_tokens=0,
             inference_geo=prepared.inference_geo,
         )
@@ -104,7 +132,13 @@ class MessagesService:
                 yield event
             return
         matcher = StopMatcher(list(prepared.stop_sequences))
-        request = GenerationRequest(prepared.prompt.tokens, prepared.max_tokens, prepared.sampling)
+        request = GenerationRequest(
+            prepared.prompt.tokens,
+            prepared.max_tokens,
+            prepared.sampling,
+            namespace=prepared.workspace,
+            keep=plan.keep,
+        )
         stop_reason: StopReason = "end_turn"
         matched: str | None = None
         output_tokens = 0
@@ -129,14 +163,17 @@ class MessagesService:
         for event in assembler.finish(stop_reason, matched, output_tokens):
             yield event
 
-    async def _render(self, served: ServedModel, params: MessageCreateParams | CountTokensParams) -> Prompt:
+    async def _render(
+        self, served: ServedModel, params: MessageCreateParams | CountTokensParams
+    ) -> _Rendered:
         conversation = to_conversation(params.messages, params.system)
+        points = breakpoints(conversation, params.cache_control)
         template = self._template(served)
         prompt = await tokenize(served.engine, template.segments(conversation))
         window = served.engine.info.context_window
         if len(prompt.tokens) > window:
             raise PromptTooLongError(len(prompt.tokens), window)
-        return prompt
+        return _Rendered(prompt, tuple(points))
 
     def _template(self, served: ServedModel) -> ChatTemplate:
         key = id(served.engine)

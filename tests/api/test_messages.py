@@ -174,7 +174,8 @@ async def test_malformed_bodies(
             "thinking: this parameter is not supported",
         ),
         ({"speed": "fast"}, "speed: fast mode is not supported"),
-        ({"cache_control": {"type": "ephemeral"}}, "cache_control: this parameter is not supported"),
+        ({"cache_control": {"type": "persistent"}}, "cache_control.type: Input should be 'ephemeral'"),
+        ({"cache_control": {"type": "ephemeral", "ttl": "2h"}}, "cache_control.ttl: Input should be"),
         ({"unknown_field": 1}, "unknown_field: Extra inputs are not permitted"),
     ],
 )

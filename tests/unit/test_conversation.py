@@ -1,7 +1,7 @@
 import pytest
 
 from sijo.errors import InvalidRequestError
-from sijo.prompt.conversation import Conversation, Turn, to_conversation
+from sijo.prompt.conversation import Part, to_conversation
 from sijo.protocol.content import TextBlockParam
 from sijo.protocol.params import MessageParam
 
@@ -12,12 +12,17 @@ def msgs(*pairs: tuple[str, object]) -> list[MessageParam]:
 
 def test_consecutive_same_role_turns_are_merged() -> None:
     conv = to_conversation(msgs(("user", "a"), ("user", [{"type": "text", "text": "b"}])), None)
-    assert conv.turns == (Turn("user", "a\n\nb"),)
+    assert [t.role for t in conv.turns] == ["user"]
+    assert conv.turns[0].text == "a\n\nb"
+    assert [p.block for p in conv.turns[0].parts] == [0, 1]
 
 
 def test_final_assistant_turn_is_a_prefill() -> None:
     conv = to_conversation(msgs(("user", "hi"), ("assistant", "Once upon")), "sys")
-    assert conv == Conversation(system="sys", turns=(Turn("user", "hi"),), prefill="Once upon")
+    assert conv.system_text == "sys"
+    assert [(t.role, t.text) for t in conv.turns] == [("user", "hi")]
+    assert conv.prefill_text == "Once upon"
+    assert [p.block for p in conv.parts()] == [0, 1, 2]  # system, then messages, in prompt order
 
 
 def test_prefill_with_trailing_whitespace_is_rejected() -> None:
@@ -36,7 +41,7 @@ def test_leading_system_messages_join_the_system_prompt_and_later_ones_stay() ->
         ),
         [TextBlockParam(type="text", text="top")],
     )
-    assert conv.system == "top\n\nrules"
+    assert conv.system_text == "top\n\nrules"
     assert [t.role for t in conv.turns] == ["user", "assistant", "system", "user"]
 
 
@@ -51,10 +56,30 @@ def test_empty_messages_and_empty_content_name_the_field() -> None:
 
 def test_empty_final_assistant_turn_is_allowed_and_ignored() -> None:
     conv = to_conversation(msgs(("user", "a"), ("assistant", "")), None)
-    assert conv.prefill is None and conv.turns == (Turn("user", "a"),)
+    assert conv.prefill == () and [(t.role, t.text) for t in conv.turns] == [("user", "a")]
 
 
 def test_unsupported_block_types_are_named() -> None:
     image = {"type": "image", "source": {"type": "url", "url": "http://x"}}
     with pytest.raises(InvalidRequestError, match=r"^messages\.0\.content\.1\.type: .*'image'"):
         to_conversation(msgs(("user", [{"type": "text", "text": "a"}, image])), None)
+
+
+def test_cache_control_is_carried_on_its_block() -> None:
+    block = {"type": "text", "text": "doc", "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+    conv = to_conversation(msgs(("user", [{"type": "text", "text": "a"}, block])), None)
+    assert conv.turns[0].parts[1] == Part("doc", 1, "1h", "messages.0.content.1")
+    default = {"type": "text", "text": "s", "cache_control": {"type": "ephemeral"}}
+    conv = to_conversation(msgs(("user", "q")), [TextBlockParam.model_validate(default)])
+    assert conv.system[0].cache_ttl == "5m"
+
+
+def test_claude_code_billing_nonce_is_dropped_from_the_prompt() -> None:
+    def system(nonce: str) -> list[TextBlockParam]:
+        header = f"x-anthropic-billing-header: cc_version=2.1.38.713; cc_entrypoint=cli; cch={nonce};"
+        return [TextBlockParam(type="text", text=header), TextBlockParam(type="text", text="You are...")]
+
+    first = to_conversation(msgs(("user", "q")), system("90d92"))
+    second = to_conversation(msgs(("user", "q")), system("1a2b3"))
+    assert first.system_text == second.system_text
+    assert first.system[0].text == "x-anthropic-billing-header: cc_version=2.1.38.713; cc_entrypoint=cli;"

@@ -2,6 +2,10 @@
 
 Keys are held only as SHA-256 digests and compared in constant time; every configured key is
 compared, so timing does not reveal which one (or whether any) came close.
+
+Authentication yields the caller's workspace, which scopes what is shared between requests (prompt
+caches). Until keys carry workspaces of their own, each configured key is its own workspace, and
+an unauthenticated loopback server has one, `default`.
 """
 
 from __future__ import annotations
@@ -27,12 +31,14 @@ class ApiKeys:
     def enabled(self) -> bool:
         return bool(self._digests)
 
-    def verify(self, presented: str) -> bool:
+    def verify(self, presented: str) -> str | None:
+        """The workspace of the key, or None if it is not a configured key."""
         candidate = _digest(presented)
-        matched = False
+        workspace = None
         for digest in self._digests:
-            matched |= hmac.compare_digest(candidate, digest)
-        return matched
+            if hmac.compare_digest(candidate, digest):
+                workspace = f"key-{digest.hex()[:16]}"
+        return workspace
 
 
 def _presented_keys(request: Request) -> list[str]:
@@ -43,16 +49,21 @@ def _presented_keys(request: Request) -> list[str]:
     return [key for key in keys if key]
 
 
-async def authenticate(request: Request) -> None:
+async def authenticate(request: Request) -> str:
     api_keys: ApiKeys = request.app.state.api_keys
+    workspace = DEFAULT_WORKSPACE
     if api_keys.enabled:
         presented = _presented_keys(request)
         if not presented:
             raise AuthenticationError("x-api-key header is required")
-        if not any(api_keys.verify(key) for key in presented):
+        workspaces = [w for w in (api_keys.verify(key) for key in presented) if w is not None]
+        if not workspaces:
             raise AuthenticationError("invalid x-api-key")
+        workspace = workspaces[0]
     if not request.headers.get("anthropic-version"):
         raise InvalidRequestError("anthropic-version: header is required")
+    return workspace
 
 
-Authenticated = Annotated[None, Depends(authenticate)]
+DEFAULT_WORKSPACE = "default"
+Authenticated = Annotated[str, Depends(authenticate)]

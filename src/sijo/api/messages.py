@@ -27,10 +27,10 @@ class ClientDisconnected(Exception):
 
 @router.post("/v1/messages")
 async def create_message(
-    request: Request, _: Authenticated, service: ServiceDep, settings: SettingsDep
+    request: Request, workspace: Authenticated, service: ServiceDep, settings: SettingsDep
 ) -> Response:
     params = await parse_body(request, MessageCreateParams, settings.max_request_bytes)
-    prepared = await service.prepare(params)
+    prepared = await service.prepare(params, workspace)
     if params.stream:
         events = sse.with_pings(service.stream(prepared), settings.ping_interval)
         return StreamingResponse(

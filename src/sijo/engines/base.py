@@ -23,10 +23,22 @@ class Sampling:
 
 
 @dataclass(frozen=True, slots=True)
+class KeepPoint:
+    """Keep the KV cells of the prompt's first `length` tokens for `ttl` seconds (pushed back on use)."""
+
+    length: int
+    ttl: float
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationRequest:
+    """`namespace` scopes KV reuse: a request only reuses cells kept under its own namespace."""
+
     tokens: tuple[int, ...]
     max_tokens: int
     sampling: Sampling = Sampling()
+    namespace: str = ""
+    keep: tuple[KeepPoint, ...] = ()
 
 
 # eos: the model ended its turn; length: max_tokens reached; context_full: no room left in the window.
@@ -61,6 +73,14 @@ class Engine(Protocol):
         """The model's own tokens for `text`; `special` parses control tokens such as `<|im_end|>`."""
         ...
 
+    def check_capacity(self) -> None:
+        """Raise `OverloadedError` if a request submitted now would be refused."""
+        ...
+
     def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]: ...
+
+    def stats(self) -> dict[str, int | float]:
+        """Counters for operators and tests: slots, queue, KV cells, kept prefixes."""
+        ...
 
     async def aclose(self) -> None: ...

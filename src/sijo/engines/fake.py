@@ -7,6 +7,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, Iterable
 
 from sijo.engines.base import EngineInfo, GenerationChunk, GenerationRequest
+from sijo.errors import OverloadedError
 
 CHATML = (
     "{% for message in messages %}"
@@ -20,7 +21,9 @@ DEFAULT_REPLY = ("Hello", " from", " the", " fake", " engine", ".")
 class FakeEngine:
     """Each reply is a list of pieces; every piece costs one token. Tokens are characters."""
 
-    def __init__(self, *, context_window: int = 4096, delay: float = 0.0) -> None:
+    def __init__(
+        self, *, context_window: int = 4096, delay: float = 0.0, capacity: int | None = None
+    ) -> None:
         self._info = EngineInfo(
             name="fake",
             context_window=context_window,
@@ -32,6 +35,7 @@ class FakeEngine:
         )
         self._replies: deque[tuple[str, ...]] = deque()
         self.delay = delay
+        self.capacity = capacity  # requests at once; None: unbounded
         self.requests: list[GenerationRequest] = []
         self.cancelled = 0
         self.active = 0
@@ -46,7 +50,15 @@ class FakeEngine:
     async def tokenize(self, text: str, *, special: bool) -> list[int]:  # noqa: ARG002
         return [ord(ch) for ch in text]
 
+    def check_capacity(self) -> None:
+        if self.capacity is not None and self.active >= self.capacity:
+            raise OverloadedError("Overloaded", headers={"retry-after": "1"})
+
+    def stats(self) -> dict[str, int | float]:
+        return {"running": self.active, "requests": len(self.requests), "cancelled": self.cancelled}
+
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
+        self.check_capacity()
         self.requests.append(request)
         pieces = self._replies.popleft() if self._replies else DEFAULT_REPLY
         room = self._info.context_window - len(request.tokens)

@@ -3,10 +3,14 @@
 The rules follow the Claude API (reference §1.2): consecutive turns of one role are merged, a
 `role: "system"` message before the first user turn joins the system prompt while one later in the
 conversation stays where it is, and a final assistant turn is a prefill that the model continues.
+
+Each wire content block stays a `Part`, numbered in prompt order (system, then messages) and carrying
+its `cache_control`, so that prompt caching can find where each block ends in the rendered tokens.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -20,82 +24,132 @@ Role = Literal["system", "user", "assistant"]
 _JOINERS: dict[Role, str] = {"system": "\n\n", "user": "\n\n", "assistant": ""}
 
 
+Ttl = Literal["5m", "1h"]
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One wire content block: its text, its index in prompt order, and its cache breakpoint if any."""
+
+    text: str
+    block: int
+    cache_ttl: Ttl | None = None
+    field: str = ""  # where the block is in the request, for error messages
+
+
 @dataclass(frozen=True, slots=True)
 class Turn:
     role: Role
-    text: str
+    parts: tuple[Part, ...]
+
+    @property
+    def text(self) -> str:
+        return _JOINERS[self.role].join(part.text for part in self.parts)
 
 
 @dataclass(frozen=True, slots=True)
 class Conversation:
-    system: str | None
+    system: tuple[Part, ...]
     turns: tuple[Turn, ...]
-    prefill: str | None = None
+    prefill: tuple[Part, ...] = ()
+
+    @property
+    def system_text(self) -> str | None:
+        return _JOINERS["system"].join(part.text for part in self.system) or None
+
+    @property
+    def prefill_text(self) -> str:
+        return _JOINERS["assistant"].join(part.text for part in self.prefill)
+
+    def parts(self) -> list[Part]:
+        """Every block, in prompt order."""
+        return [*self.system, *(p for turn in self.turns for p in turn.parts), *self.prefill]
 
 
 def to_conversation(messages: list[MessageParam], system: str | list[TextBlockParam] | None) -> Conversation:
     if not messages:
         raise InvalidRequestError("messages: at least one message is required")
+    blocks = _Numbering()
+    system_parts = _system_parts(system, blocks) if system else []
     last = len(messages) - 1
-    turns = _merge([_to_turn(i, message, i == last) for i, message in enumerate(messages)])
-    system_parts = [_system_text(system)] if system else []
+    turns = _merge([_to_turn(i, message, i == last, blocks) for i, message in enumerate(messages)])
     while turns and turns[0].role == "system":
-        system_parts.append(turns.pop(0).text)
+        system_parts += turns.pop(0).parts
     prefill = _split_prefill(turns)
     if not turns:
         raise InvalidRequestError("messages: at least one user message is required")
-    system_text = "\n\n".join(part for part in system_parts if part) or None
-    return Conversation(system=system_text, turns=tuple(turns), prefill=prefill)
+    return Conversation(system=tuple(system_parts), turns=tuple(turns), prefill=prefill)
 
 
-def _to_turn(index: int, message: MessageParam, is_final: bool) -> Turn:
+class _Numbering:
+    def __init__(self) -> None:
+        self.next = 0
+
+    def take(self) -> int:
+        self.next += 1
+        return self.next - 1
+
+
+def _to_turn(index: int, message: MessageParam, is_final: bool, blocks: _Numbering) -> Turn:
+    field = f"messages.{index}.content"
+    parts: tuple[Part, ...]
     if isinstance(message.content, str):
-        text = message.content
+        parts = (Part(message.content, blocks.take(), field=field),) if message.content else ()
     else:
-        texts = [_block_text(f"messages.{index}.content.{j}", b) for j, b in enumerate(message.content)]
-        text = _JOINERS[message.role].join(texts)
-    if not text and not (is_final and message.role == "assistant"):
+        parts = tuple(_block_part(f"{field}.{j}", b, blocks) for j, b in enumerate(message.content))
+    if not parts and not (is_final and message.role == "assistant"):
         raise InvalidRequestError(
             f"messages.{index}: all messages must have non-empty content except for the "
             "optional final assistant message"
         )
-    return Turn(message.role, text)
+    return Turn(message.role, parts)
 
 
-def _block_text(field: str, block: ContentBlockParam) -> str:
+def _block_part(field: str, block: ContentBlockParam, blocks: _Numbering) -> Part:
     if not isinstance(block, TextBlockParam):
         raise InvalidRequestError(
             f"{field}.type: content blocks of type '{block.type}' are not supported by Sijo yet"
         )
-    if block.cache_control is not None:
-        raise InvalidRequestError(f"{field}.cache_control: prompt caching is not supported by Sijo yet")
     if not block.text:
         raise InvalidRequestError(f"{field}.text: text content blocks must be non-empty")
-    return block.text
+    ttl = (block.cache_control.ttl or "5m") if block.cache_control is not None else None
+    return Part(block.text, blocks.take(), ttl, field)
 
 
-def _system_text(system: str | list[TextBlockParam]) -> str:
+def _system_parts(system: str | list[TextBlockParam], blocks: _Numbering) -> list[Part]:
     if isinstance(system, str):
-        return system
-    return "\n\n".join(_block_text(f"system.{j}", block) for j, block in enumerate(system))
+        return [Part(system, blocks.take(), field="system")]
+    parts = [_block_part(f"system.{j}", block, blocks) for j, block in enumerate(system)]
+    return [_without_billing_nonce(part) for part in parts]
+
+
+# Claude Code's first system block carries a per-request nonce (`cch=…;`); left in, it would make
+# every prompt unique from its first block on, and no prefix would ever be cached.
+_BILLING_HEADER = "x-anthropic-billing-header:"
+_NONCE = re.compile(r"\s*\bcch=[^;]*;?")
+
+
+def _without_billing_nonce(part: Part) -> Part:
+    if not part.text.startswith(_BILLING_HEADER):
+        return part
+    return Part(_NONCE.sub("", part.text), part.block, part.cache_ttl, part.field)
 
 
 def _merge(turns: list[Turn]) -> list[Turn]:
     merged: list[Turn] = []
     for turn in turns:
         if merged and merged[-1].role == turn.role:
-            joined = _JOINERS[turn.role].join(t for t in (merged[-1].text, turn.text) if t)
-            merged[-1] = Turn(turn.role, joined)
+            merged[-1] = Turn(turn.role, merged[-1].parts + turn.parts)
         else:
             merged.append(turn)
     return merged
 
 
-def _split_prefill(turns: list[Turn]) -> str | None:
-    """Remove a final assistant turn from `turns` and return it as the prefill."""
+def _split_prefill(turns: list[Turn]) -> tuple[Part, ...]:
+    """Remove a final assistant turn from `turns` and return its blocks as the prefill."""
     if not turns or turns[-1].role != "assistant":
-        return None
-    prefill = turns.pop().text
-    if prefill != prefill.rstrip():
+        return ()
+    prefill = turns.pop()
+    if prefill.text != prefill.text.rstrip():
         raise InvalidRequestError("final assistant content cannot end with trailing whitespace")
-    return prefill or None
+    return prefill.parts

@@ -4,6 +4,8 @@ The template is the model's (GGUF metadata), run in Jinja's immutable sandbox. M
 are user data: they are tokenised as plain text, so a user who types `<|im_end|>` cannot forge a
 control token. Only the template's own scaffolding is parsed for special tokens. To tell the two
 apart, contents are rendered as unique markers first and the rendered text is split on them.
+Each content block is its own segment, so the prompt knows where every block ends in tokens
+(`Prompt.block_ends`), which is where prompt-cache breakpoints fall.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from sijo.engines.base import Engine, EngineInfo
 from sijo.errors import InvalidRequestError
-from sijo.prompt.conversation import Conversation
+from sijo.prompt.conversation import Conversation, Part
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,11 +29,13 @@ class Segment:
 
     text: str
     user_data: bool
+    ends_block: int | None = None  # the block whose text ends with this segment
 
 
 @dataclass(frozen=True, slots=True)
 class Prompt:
     tokens: tuple[int, ...]
+    block_ends: dict[int, int]  # block index → tokens up to and including that block
 
 
 def _raise_exception(message: str) -> NoReturn:
@@ -54,23 +58,26 @@ class ChatTemplate:
 
     def segments(self, conversation: Conversation) -> list[Segment]:
         marker = f"\x00sijo-{secrets.token_hex(4)}:"  # letters, so case filters show
-        contents: list[str] = []
+        contents: list[_Content] = []
 
-        def placeholder(text: str) -> str:
-            contents.append(text)
+        def placeholder(parts: tuple[Part, ...], joiner: str) -> str:
+            contents.append(_Content(parts, joiner))
             return f"{marker}{len(contents) - 1}\x00"
 
         messages: list[dict[str, Any]] = []
-        if conversation.system is not None:
-            messages.append({"role": "system", "content": placeholder(conversation.system)})
-        messages += [{"role": t.role, "content": placeholder(t.text)} for t in conversation.turns]
+        if conversation.system:
+            messages.append({"role": "system", "content": placeholder(conversation.system, "\n\n")})
+        messages += [
+            {"role": t.role, "content": placeholder(t.parts, "" if t.role == "assistant" else "\n\n")}
+            for t in conversation.turns
+        ]
         rendered = self._render(messages)
         segments = _split(rendered, marker, contents)
         if segments is None:  # the template transformed a content: fall back to the plain text
             plain = [{"role": m["role"], "content": _fill(m["content"], marker, contents)} for m in messages]
             segments = [Segment(self._render(plain), user_data=False)]
         if conversation.prefill:
-            segments.append(Segment(conversation.prefill, user_data=True))
+            segments += _Content(conversation.prefill, "").segments()
         return segments
 
     def _render(self, messages: list[dict[str, Any]]) -> str:
@@ -87,7 +94,27 @@ class ChatTemplate:
             ) from exc
 
 
-def _split(rendered: str, marker: str, contents: list[str]) -> list[Segment] | None:
+@dataclass(frozen=True, slots=True)
+class _Content:
+    """A message's content: its blocks and what joins them."""
+
+    parts: tuple[Part, ...]
+    joiner: str
+
+    @property
+    def text(self) -> str:
+        return self.joiner.join(part.text for part in self.parts)
+
+    def segments(self) -> list[Segment]:
+        segments: list[Segment] = []
+        for i, part in enumerate(self.parts):
+            if i and self.joiner:
+                segments.append(Segment(self.joiner, user_data=True))
+            segments.append(Segment(part.text, user_data=True, ends_block=part.block))
+        return segments
+
+
+def _split(rendered: str, marker: str, contents: list[_Content]) -> list[Segment] | None:
     segments: list[Segment] = []
     rest = rendered
     for index, content in enumerate(contents):
@@ -95,24 +122,28 @@ def _split(rendered: str, marker: str, contents: list[str]) -> list[Segment] | N
         before, found, rest = rest.partition(token)
         if not found or marker in before:
             return None
-        segments += [Segment(before, user_data=False), Segment(content, user_data=True)]
+        segments += [Segment(before, user_data=False), *content.segments()]
     if marker in rest:
         return None
     segments.append(Segment(rest, user_data=False))
     return [s for s in segments if s.text]
 
 
-def _fill(text: str, marker: str, contents: list[str]) -> str:
+def _fill(text: str, marker: str, contents: list[_Content]) -> str:
     for index, content in enumerate(contents):
-        text = text.replace(f"{marker}{index}\x00", content)
+        text = text.replace(f"{marker}{index}\x00", content.text)
     return text
 
 
 async def tokenize(engine: Engine, segments: list[Segment]) -> Prompt:
+    info = engine.info
     tokens: list[int] = []
+    block_ends: dict[int, int] = {}
     for segment in segments:
         tokens += await engine.tokenize(segment.text, special=not segment.user_data)
-    info = engine.info
+        if segment.ends_block is not None:
+            block_ends[segment.ends_block] = len(tokens)
     if info.add_bos and (not tokens or tokens[0] != info.bos_token_id):
         tokens.insert(0, info.bos_token_id)
-    return Prompt(tuple(tokens))
+        block_ends = {block: end + 1 for block, end in block_ends.items()}
+    return Prompt(tuple(tokens), block_ends)

@@ -67,7 +67,6 @@ NOT_YET_SUPPORTED: tuple[str, ...] = (
     "thinking",
     "output_config",
     "output_format",
-    "cache_control",
     "context_management",
     "mcp_servers",
     "container",

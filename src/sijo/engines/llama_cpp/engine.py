@@ -1,10 +1,9 @@
-"""LlamaCppEngine: one llama.cpp context, one sequence at a time, driven from a worker thread.
+"""LlamaCppEngine: the embedded engine, llama.cpp in-process with continuous batching.
 
-The decode loop uses llama.cpp's low-level API and its C sampler chain, so no vocabulary-sized work
-happens in Python per token. The KV cells of the previous request stay in the context; a new
-request that shares a prefix with them (the next turn of a conversation) decodes only the rest.
-Requests queue on the engine's single worker thread. Closing the `generate` iterator sets a flag
-the worker checks before every decode step, so a client that leaves stops its generation.
+The model loads once; one llama.cpp context with a unified KV cache holds every running sequence
+and every kept prefix (`Scheduler`, `PrefixStore`). This class is the asyncio face of it: `generate`
+submits a job to the scheduler thread and relays its chunks; closing the iterator cancels the job,
+which frees its slot and cells at the next step.
 """
 
 from __future__ import annotations
@@ -13,62 +12,82 @@ import asyncio
 import ctypes
 import os
 import re
-import threading
-from collections.abc import AsyncGenerator, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
 import llama_cpp
+import numpy as np
 
 from sijo.config import EngineConfig
-from sijo.engines.base import EngineInfo, GenerationChunk, GenerationRequest, Sampling
+from sijo.engines.base import EngineInfo, GenerationChunk, GenerationRequest
 from sijo.engines.llama_cpp.model_file import resolve_model_path
-from sijo.engines.llama_cpp.text import Utf8Stream
+from sijo.engines.llama_cpp.scheduler import EngineError, Job, Scheduler
 
-
-class EngineError(Exception):
-    """llama.cpp failed to decode (an engine fault, not the client's)."""
+__all__ = ["EngineError", "LlamaCppEngine"]
 
 
 class LlamaCppEngine:
-    def __init__(self, llama: Any, path: Path, batch_size: int) -> None:
+    def __init__(self, llama: Any, ctx: Any, path: Path, config: EngineConfig, context_window: int) -> None:
         self._llama = llama
-        self._ctx = llama._ctx.ctx
+        self._ctx = ctx
         self._vocab = llama._model.vocab
-        self._memory = llama_cpp.llama_get_memory(self._ctx)
-        self._batch_size = batch_size
-        self._batch = llama_cpp.llama_batch_init(batch_size, 0, 1)
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sijo-llama")
-        self._cached: list[int] = []  # tokens whose KV cells sit in sequence 0
-        self._info = self._read_info(path)
+        self._info = self._read_info(path, context_window)
+        kv_size = llama_cpp.llama_n_ctx(ctx)
+        slots = config.slots
+        self.scheduler = Scheduler(
+            ctx=ctx,
+            vocab=self._vocab,
+            piece=lambda token: self._piece(token, special=False),
+            slots=slots,
+            sequences=llama_cpp.llama_n_seq_max(ctx),
+            kv_size=kv_size,
+            batch_size=llama_cpp.llama_n_batch(ctx),
+            prefill_chunk=config.prefill_chunk,
+            max_queue=config.max_queue,
+            context_window=context_window,
+            host_cache_bytes=config.host_cache_mb * 1024 * 1024,
+            leftover_ttl=config.leftover_ttl,
+        )
 
     @classmethod
     def load(cls, config: EngineConfig) -> LlamaCppEngine:
         path = resolve_model_path(config.path)
         threads = config.threads or os.cpu_count() or 1
-        llama = llama_cpp.Llama(
-            model_path=str(path),
-            n_ctx=config.context_window or 0,
-            n_batch=config.batch_size,
-            n_threads=threads,
-            n_threads_batch=threads,
-            flash_attn=config.flash_attention,
-            verbose=False,
+        # The Llama object loads the model and tokenizer; decoding uses a context of our own.
+        llama = llama_cpp.Llama(model_path=str(path), n_ctx=64, n_batch=64, verbose=False)
+        trained = llama._model.n_ctx_train()
+        context_window = min(config.context_window or trained, trained)
+        kv_size = config.kv_size or max(context_window * 4, context_window)
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = max(kv_size, context_window)
+        params.n_batch = config.batch_size
+        params.n_ubatch = config.batch_size
+        params.n_seq_max = _MAX_SEQUENCES
+        params.kv_unified = True
+        params.n_threads = threads
+        params.n_threads_batch = threads
+        params.flash_attn_type = (
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if config.flash_attention
+            else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         )
-        return cls(llama, path, min(config.batch_size, llama.n_batch))
+        ctx = llama_cpp.llama_init_from_model(llama._model.model, params)
+        if not ctx:
+            llama.close()
+            raise EngineError(f"llama.cpp could not create a context of {params.n_ctx} tokens")
+        return cls(llama, ctx, path, config, context_window)
 
     @property
     def info(self) -> EngineInfo:
         return self._info
 
-    def _read_info(self, path: Path) -> EngineInfo:
+    def _read_info(self, path: Path, context_window: int) -> EngineInfo:
         metadata: dict[str, str] = self._llama.metadata
         bos = llama_cpp.llama_vocab_bos(self._vocab)
         eos = llama_cpp.llama_vocab_eos(self._vocab)
         return EngineInfo(
             name=_model_name(path),
-            context_window=self._llama.n_ctx(),
+            context_window=context_window,
             chat_template=metadata.get("tokenizer.chat_template", _CHATML),
             bos_token=self._piece(bos, special=True).decode("utf-8", "replace") if bos >= 0 else "",
             eos_token=self._piece(eos, special=True).decode("utf-8", "replace") if eos >= 0 else "",
@@ -83,16 +102,35 @@ class LlamaCppEngine:
         )
         return tokens
 
+    def check_capacity(self) -> None:
+        self.scheduler.check_capacity()
+
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
+        job = self.job(request)
+        async for chunk in self.run(job):
+            yield chunk
+
+    def job(self, request: GenerationRequest) -> Job:
+        return Job(
+            tokens=np.asarray(request.tokens, dtype=np.int32),
+            max_tokens=request.max_tokens,
+            sampling=request.sampling,
+            emit=_discard,
+            namespace=request.namespace,
+            keep=tuple(sorted(request.keep, key=lambda point: point.length)),
+        )
+
+    async def run(self, job: Job) -> AsyncGenerator[GenerationChunk, None]:
+        """Submit `job` and relay its chunks; leaving early cancels it."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[GenerationChunk | BaseException] = asyncio.Queue()
-        cancelled = threading.Event()
 
         def emit(item: GenerationChunk | BaseException) -> None:
-            if not cancelled.is_set():  # nobody is listening any more
+            if not job.cancelled.is_set():  # nobody is listening any more
                 loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        self._worker.submit(self._run, request, emit, cancelled)
+        job.emit = emit
+        self.scheduler.submit(job)
         try:
             while True:
                 item = await queue.get()
@@ -102,83 +140,37 @@ class LlamaCppEngine:
                 if item.finish is not None:
                     return
         finally:
-            cancelled.set()
+            self.scheduler.cancel(job)
+
+    def stats(self) -> dict[str, int | float]:
+        scheduler = self.scheduler
+        running, waiting = scheduler.load()
+        counters = scheduler.stats
+        return {
+            "running": running,
+            "waiting": waiting,
+            "kv_cells_used": scheduler.ledger.used(),
+            "kv_size": llama_cpp.llama_n_ctx(self._ctx),
+            "kept_prefixes": sum(1 for e in scheduler.store.entries if e.seq is not None),
+            "host_prefixes": sum(1 for e in scheduler.store.entries if e.seq is None),
+            "host_bytes": scheduler.store.host_bytes(),
+            "steps": counters.steps,
+            "step_seconds": counters.step_seconds,
+            "decode_seconds": counters.decode_seconds,
+            "prompt_tokens": counters.prompt_tokens,
+            "reused_tokens": counters.reused_tokens,
+            "generated_tokens": counters.generated_tokens,
+        }
+
+    def sequences_holding_cells(self) -> set[int]:
+        """Sequence ids that llama.cpp itself reports holding cells (checked against the ledger in tests)."""
+        memory = llama_cpp.llama_get_memory(self._ctx)
+        return {s for s in range(_MAX_SEQUENCES) if llama_cpp.llama_memory_seq_pos_max(memory, s) >= 0}
 
     async def aclose(self) -> None:
-        self._worker.shutdown(wait=True, cancel_futures=True)
-        llama_cpp.llama_batch_free(self._batch)
+        await asyncio.to_thread(self.scheduler.stop)
+        llama_cpp.llama_free(self._ctx)
         self._llama.close()
-
-    # --- worker thread -------------------------------------------------------------------------
-
-    def _run(
-        self,
-        request: GenerationRequest,
-        emit: Callable[[GenerationChunk | BaseException], None],
-        cancelled: threading.Event,
-    ) -> None:
-        try:
-            for chunk in self._decode(request, cancelled):
-                emit(chunk)
-        except BaseException as exc:  # delivered to the awaiting request, never lost in the thread
-            emit(exc)
-
-    def _decode(self, request: GenerationRequest, cancelled: threading.Event) -> Iterator[GenerationChunk]:
-        tokens = list(request.tokens)
-        if not self._prefill(tokens, cancelled):
-            return
-        sampler = _sampler_chain(request.sampling)
-        text = Utf8Stream()
-        window = self._info.context_window
-        produced = 0
-        try:
-            while not cancelled.is_set():
-                if produced == request.max_tokens:
-                    yield GenerationChunk(text.flush(), 0, "length")
-                    return
-                if len(tokens) + produced >= window:
-                    yield GenerationChunk(text.flush(), 0, "context_full")
-                    return
-                token = llama_cpp.llama_sampler_sample(sampler, self._ctx, -1)
-                produced += 1
-                if llama_cpp.llama_vocab_is_eog(self._vocab, token):
-                    yield GenerationChunk(text.flush(), 1, "eos")
-                    return
-                yield GenerationChunk(text.feed(self._piece(token, special=False)), 1)
-                self._decode_batch([token], len(self._cached), logits_last=True)
-        finally:
-            llama_cpp.llama_sampler_free(sampler)
-
-    def _prefill(self, tokens: list[int], cancelled: threading.Event) -> bool:
-        """Bring sequence 0 to `tokens`, reusing the common prefix; False if cancelled midway."""
-        if cancelled.is_set():  # gone while queued: keep the cache for the next request
-            return False
-        common = _common_prefix(self._cached, tokens)
-        common = min(common, len(tokens) - 1)  # the last prompt token must be decoded for logits
-        llama_cpp.llama_memory_seq_rm(self._memory, 0, common, -1)
-        del self._cached[common:]
-        for start in range(common, len(tokens), self._batch_size):
-            if cancelled.is_set():
-                return False
-            piece = tokens[start : start + self._batch_size]
-            self._decode_batch(piece, start, logits_last=start + len(piece) == len(tokens))
-        return True
-
-    def _decode_batch(self, tokens: list[int], position: int, *, logits_last: bool) -> None:
-        batch = self._batch
-        batch.n_tokens = len(tokens)
-        for i, token in enumerate(tokens):
-            batch.token[i] = token
-            batch.pos[i] = position + i
-            batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = 0
-            batch.logits[i] = 0
-        batch.logits[len(tokens) - 1] = 1 if logits_last else 0
-        status = llama_cpp.llama_decode(self._ctx, batch)
-        if status != 0:
-            llama_cpp.llama_memory_seq_rm(self._memory, 0, position, -1)
-            raise EngineError(f"llama_decode failed with status {status}")
-        self._cached += tokens
 
     def _piece(self, token: int, *, special: bool) -> bytes:
         buffer = ctypes.create_string_buffer(64)
@@ -189,27 +181,11 @@ class LlamaCppEngine:
         return buffer.raw[:size]
 
 
-def _sampler_chain(sampling: Sampling) -> Any:
-    chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
-    if sampling.temperature <= 0:
-        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
-        return chain
-    if sampling.top_k:
-        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_k(sampling.top_k))
-    if sampling.top_p is not None and sampling.top_p < 1.0:
-        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_p(sampling.top_p, 1))
-    llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_temp(sampling.temperature))
-    seed = llama_cpp.LLAMA_DEFAULT_SEED if sampling.seed is None else sampling.seed
-    llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_dist(seed))
-    return chain
+_MAX_SEQUENCES = 256  # llama.cpp's LLAMA_MAX_SEQ: slots plus kept prefixes
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    for i in range(n):
-        if a[i] != b[i]:
-            return i
-    return n
+def _discard(_item: GenerationChunk | BaseException) -> None:
+    return None
 
 
 def _model_name(path: Path) -> str:

@@ -1,0 +1,328 @@
+"""Scheduler: continuous batching over one llama.cpp context, on one thread of its own.
+
+Up to `slots` requests run at once, each in its own llama.cpp sequence. Every step builds one batch:
+one token for each sequence that is generating, plus at most `prefill_chunk` prompt tokens of the
+sequences still reading their prompts, so a long prompt delays the others by one chunk at most.
+New requests join between steps; a request that is cancelled leaves at the next step and its
+cells are freed. Requests beyond the slots wait in a bounded queue; a full queue refuses at once.
+
+Before prefilling, a request takes the longest prefix it shares with a kept entry of its
+namespace (`PrefixStore`) by sharing that entry's cells, and decodes only the rest.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import llama_cpp
+import numpy as np
+import numpy.typing as npt
+
+from sijo.engines.base import GenerationChunk, KeepPoint, Sampling
+from sijo.engines.llama_cpp.cells import CellLedger
+from sijo.engines.llama_cpp.kvstore import PrefixStore, SeqPool, Tokens
+from sijo.engines.llama_cpp.sampling import sampler_chain
+from sijo.engines.llama_cpp.text import Utf8Stream
+from sijo.errors import OverloadedError
+
+Emit = Callable[[GenerationChunk | BaseException], None]
+
+
+class EngineError(Exception):
+    """llama.cpp failed to decode (an engine fault, not the client's)."""
+
+
+@dataclass(eq=False, slots=True)
+class Job:
+    tokens: Tokens
+    max_tokens: int
+    sampling: Sampling
+    emit: Emit
+    namespace: str = ""
+    keep: tuple[KeepPoint, ...] = ()
+    forced: tuple[int, ...] | None = None  # teacher forcing: feed these instead of sampling
+    logits: list[npt.NDArray[np.float32]] | None = None  # filled with each step's logits if set
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    reused: int = 0  # prompt tokens whose cells came from the prefix store
+
+
+@dataclass(eq=False, slots=True)
+class _Slot:
+    job: Job
+    seq: int
+    sampler: Any
+    pos: int = 0  # positions decoded into the sequence
+    generated: list[int] = field(default_factory=list)
+    text: Utf8Stream = field(default_factory=Utf8Stream)
+    kept: int = 0  # keep points handled so far
+
+    @property
+    def prefilling(self) -> bool:
+        return self.pos < int(self.job.tokens.shape[0])
+
+
+@dataclass(slots=True)
+class SchedulerStats:
+    steps: int = 0
+    step_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    prompt_tokens: int = 0  # prompt tokens decoded
+    reused_tokens: int = 0  # prompt tokens taken from kept cells instead
+    generated_tokens: int = 0
+
+
+class Scheduler:
+    def __init__(
+        self,
+        *,
+        ctx: Any,
+        vocab: Any,
+        piece: Callable[[int], bytes],
+        slots: int,
+        sequences: int,
+        kv_size: int,
+        batch_size: int,
+        prefill_chunk: int,
+        max_queue: int,
+        context_window: int,
+        host_cache_bytes: int,
+        leftover_ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ctx = ctx
+        self._vocab = vocab
+        self._piece = piece
+        self._memory = llama_cpp.llama_get_memory(ctx)
+        self._slots_max = slots
+        self._kv_size = kv_size
+        self._batch_size = batch_size
+        self._chunk = max(1, min(prefill_chunk, batch_size - slots))
+        self._max_queue = max_queue
+        self._window = context_window
+        self._leftover_ttl = leftover_ttl
+        self._n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
+        self._batch = llama_cpp.llama_batch_init(batch_size, 0, 1)
+        self.ledger = CellLedger()
+        self.pool = SeqPool(sequences)
+        self.store = PrefixStore(
+            ctx, self._memory, self.ledger, self.pool, clock=clock, host_budget_bytes=host_cache_bytes
+        )
+        self.stats = SchedulerStats()
+        self._active: list[_Slot] = []
+        self._waiting: deque[Job] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="sijo-scheduler", daemon=True)
+        self._thread.start()
+
+    # --- called from other threads -------------------------------------------------------------
+
+    def check_capacity(self) -> None:
+        with self._cond:
+            self._check_capacity()
+
+    def submit(self, job: Job) -> None:
+        with self._cond:
+            self._check_capacity()
+            self._waiting.append(job)
+            self._cond.notify()
+
+    def cancel(self, job: Job) -> None:
+        job.cancelled.set()
+        with self._cond:
+            self._cond.notify()
+
+    def load(self) -> tuple[int, int]:
+        """(running, waiting) requests."""
+        with self._cond:
+            return len(self._active), len(self._waiting)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join()
+        for slot in self._active:
+            llama_cpp.llama_sampler_free(slot.sampler)
+        llama_cpp.llama_batch_free(self._batch)
+
+    def _check_capacity(self) -> None:
+        if len(self._waiting) >= self._max_queue and len(self._active) >= self._slots_max:
+            raise OverloadedError(
+                "Overloaded: every slot is busy and the queue is full; retry shortly",
+                headers={"retry-after": "1"},
+            )
+
+    # --- the scheduler thread ------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping and not self._active and not self._waiting:
+                    self._cond.wait(timeout=1.0)
+                    self.store.expire()
+                if self._stopping:
+                    return
+                admitted = self._take_waiting()
+            try:
+                self._reap()
+                self.store.expire()
+                for job in admitted:
+                    self._admit(job)
+                if self._active:
+                    self._step()
+            except BaseException as exc:  # a fault fails the running requests, never the thread
+                for slot in list(self._active):
+                    slot.job.emit(exc)
+                    self._release(slot, keep=False)
+
+    def _take_waiting(self) -> list[Job]:
+        jobs: list[Job] = []
+        while self._waiting and len(self._active) + len(jobs) < self._slots_max:
+            job = self._waiting.popleft()
+            if not job.cancelled.is_set():
+                jobs.append(job)
+        return jobs
+
+    def _reap(self) -> None:
+        for slot in [s for s in self._active if s.job.cancelled.is_set()]:
+            self._release(slot, keep=False)
+
+    def _admit(self, job: Job) -> None:
+        if job.cancelled.is_set():
+            return
+        seq = self.pool.take() if self.store.need_seq() else None
+        if seq is None:
+            job.emit(OverloadedError("Overloaded: no free sequence", headers={"retry-after": "1"}))
+            return
+        slot = _Slot(job, seq, sampler_chain(job.sampling))
+        self._active.append(slot)
+        match = self.store.best(job.namespace, job.tokens)
+        if match is not None and self.store.restore(match.entry) and match.entry.seq is not None:
+            shared = min(match.length, job.tokens.shape[0] - 1)
+            if shared > 0:
+                llama_cpp.llama_memory_seq_cp(self._memory, match.entry.seq, seq, 0, shared)
+                self.ledger.copy(match.entry.seq, seq, shared)
+                self.store.touch(match.entry, None)
+                slot.pos = job.reused = shared
+                self.stats.reused_tokens += shared
+        self._keep_reached(slot)
+
+    def _step(self) -> None:
+        started = time.perf_counter()
+        plan = self._plan()
+        self.store.make_room(sum(n for _, n in plan), self._kv_size)
+        if self.ledger.used() + sum(n for _, n in plan) > self._kv_size:
+            plan = self._shed(plan)
+        outputs = self._fill(plan)
+        decode_started = time.perf_counter()
+        status = llama_cpp.llama_decode(self._ctx, self._batch)
+        self.stats.decode_seconds += time.perf_counter() - decode_started
+        if status != 0:
+            raise EngineError(f"llama_decode failed with status {status}")
+        for slot, count in plan:
+            self.ledger.extend(slot.seq, count)
+            if slot.prefilling:
+                self.stats.prompt_tokens += count
+            slot.pos += count
+            self._keep_reached(slot)
+        for slot, index in outputs:
+            self._sample(slot, index)
+        self.stats.steps += 1
+        self.stats.step_seconds += time.perf_counter() - started
+
+    def _plan(self) -> list[tuple[_Slot, int]]:
+        """(slot, tokens to decode) for this step: generating slots first, then one prefill chunk."""
+        plan = [(slot, 1) for slot in self._active if not slot.prefilling]
+        budget = min(self._chunk, self._batch_size - len(plan))
+        for slot in self._active:
+            if slot.prefilling and budget > 0:
+                count = min(budget, slot.job.tokens.shape[0] - slot.pos)
+                plan.append((slot, count))
+                budget -= count
+        return plan
+
+    def _shed(self, plan: list[tuple[_Slot, int]]) -> list[tuple[_Slot, int]]:
+        """The KV cache is full even without kept entries: refuse the newest prefilling request."""
+        prefilling = [slot for slot, _ in plan if slot.prefilling]
+        if not prefilling:
+            raise EngineError("the KV cache is full")
+        victim = prefilling[-1]
+        victim.job.emit(OverloadedError("Overloaded: the KV cache is full", headers={"retry-after": "1"}))
+        self._release(victim, keep=False)
+        return [(slot, n) for slot, n in plan if slot is not victim]
+
+    def _fill(self, plan: list[tuple[_Slot, int]]) -> list[tuple[_Slot, int]]:
+        batch = self._batch
+        outputs: list[tuple[_Slot, int]] = []
+        i = 0
+        for slot, count in plan:
+            if slot.prefilling:
+                tokens = slot.job.tokens[slot.pos : slot.pos + count].tolist()
+            else:
+                tokens = [slot.generated[-1]]
+            for offset, token in enumerate(tokens):
+                batch.token[i] = token
+                batch.pos[i] = slot.pos + offset
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = slot.seq
+                batch.logits[i] = 0
+                i += 1
+            if slot.pos + count >= slot.job.tokens.shape[0]:  # the prompt is done: sample next
+                batch.logits[i - 1] = 1
+                outputs.append((slot, i - 1))
+        batch.n_tokens = i
+        return outputs
+
+    def _sample(self, slot: _Slot, index: int) -> None:
+        job = slot.job
+        if job.logits is not None:
+            raw = llama_cpp.llama_get_logits_ith(self._ctx, index)
+            job.logits.append(np.ctypeslib.as_array(raw, shape=(self._n_vocab,)).copy())
+        if job.forced is not None and len(slot.generated) < len(job.forced):
+            token = job.forced[len(slot.generated)]
+        else:
+            token = llama_cpp.llama_sampler_sample(slot.sampler, self._ctx, index)
+        slot.generated.append(token)
+        self.stats.generated_tokens += 1
+        produced = len(slot.generated)
+        if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+            self._finish(slot, GenerationChunk(slot.text.flush(), 1, "eos"))
+            return
+        text = slot.text.feed(self._piece(token))
+        if produced >= job.max_tokens:
+            self._finish(slot, GenerationChunk(text + slot.text.flush(), 1, "length"))
+        elif job.tokens.shape[0] + produced >= self._window:
+            self._finish(slot, GenerationChunk(text + slot.text.flush(), 1, "context_full"))
+        else:
+            job.emit(GenerationChunk(text, 1))
+
+    def _finish(self, slot: _Slot, last: GenerationChunk) -> None:
+        """Free the slot first, so that whoever reads the last chunk sees the slot already free."""
+        self._release(slot, keep=True)
+        slot.job.emit(last)
+
+    def _keep_reached(self, slot: _Slot) -> None:
+        job = slot.job
+        while slot.kept < len(job.keep) and job.keep[slot.kept].length <= slot.pos:
+            point = job.keep[slot.kept]
+            self.store.keep(job.namespace, job.tokens[: point.length], slot.seq, point.ttl)
+            slot.kept += 1
+
+    def _release(self, slot: _Slot, *, keep: bool) -> None:
+        self._active.remove(slot)
+        llama_cpp.llama_sampler_free(slot.sampler)
+        if keep and slot.pos > 0:
+            decoded = np.concatenate(
+                [slot.job.tokens, np.asarray(slot.generated, dtype=np.int32)]
+            )[: slot.pos]
+            self.store.adopt(slot.job.namespace, decoded, slot.seq, self._leftover_ttl)
+        else:
+            llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
+            self.ledger.drop(slot.seq)
+            self.pool.give(slot.seq)

@@ -1,0 +1,177 @@
+"""Prompt caching as the Claude API defines it (reference §6): breakpoints, lookup, TTLs and billing.
+
+This module decides what a request *bills*; the engine decides what it *recomputes*. For every
+breakpoint (a block's `cache_control`, or the last block under top-level automatic caching) the
+prefix up to and including that block is an entry, keyed by workspace, model and the exact prefix
+tokens (tools → system → messages, as rendered). A breakpoint looks back up to 20 blocks for an
+entry that is still alive; the longest hit is `cache_read_input_tokens`, the tokens from there to
+the last breakpoint are written (`cache_creation_input_tokens`, split by the TTL of the breakpoint
+that ends each stretch), the rest is `input_tokens`. Prefixes shorter than the model's minimum are
+silently not cached. A hit pushes the entry's expiry back by its TTL. The same prefixes are handed
+to the engine as `KeepPoint`s, so that an entry that bills as a read really is not recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from sijo.engines.base import KeepPoint
+from sijo.errors import InvalidRequestError
+from sijo.prompt.conversation import Conversation, Ttl
+from sijo.prompt.template import Prompt
+from sijo.protocol.base import CacheControl
+
+MAX_BREAKPOINTS = 4
+LOOKBACK_BLOCKS = 20
+TTL_SECONDS: dict[Ttl, float] = {"5m": 300.0, "1h": 3600.0}
+
+
+@dataclass(frozen=True, slots=True)
+class Breakpoint:
+    block: int
+    ttl: Ttl
+
+
+@dataclass(frozen=True, slots=True)
+class CacheUsage:
+    read: int = 0
+    write_5m: int = 0
+    write_1h: int = 0
+
+    @property
+    def write(self) -> int:
+        return self.write_5m + self.write_1h
+
+
+@dataclass(frozen=True, slots=True)
+class CachePlan:
+    usage: CacheUsage
+    keep: tuple[KeepPoint, ...]
+
+
+NO_CACHE = CachePlan(CacheUsage(), ())
+
+
+def breakpoints(conversation: Conversation, automatic: CacheControl | None) -> list[Breakpoint]:
+    """The request's breakpoints in prompt order, checked against the API's limits (400 if broken)."""
+    parts = conversation.parts()
+    found = [Breakpoint(p.block, p.cache_ttl) for p in parts if p.cache_ttl is not None]
+    if automatic is not None and parts and not any(b.block == parts[-1].block for b in found):
+        found.append(Breakpoint(parts[-1].block, automatic.ttl or "5m"))
+    if len(found) > MAX_BREAKPOINTS:
+        raise InvalidRequestError(
+            f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. Found {len(found)}."
+        )
+    fields = {p.block: p.field for p in parts}
+    for earlier, later in itertools.pairwise(found):
+        if earlier.ttl == "5m" and later.ttl == "1h":
+            where = fields.get(later.block) or "cache_control"
+            raise InvalidRequestError(
+                f"{where}.cache_control.ttl: a ttl='1h' cache_control block must not come after a "
+                "ttl='5m' cache_control block"
+            )
+    return found
+
+
+@dataclass(slots=True)
+class _Entry:
+    ttl: float
+    expires_at: float
+
+
+class PromptCache:
+    """The live cache entries of every workspace; `clock` is injectable for tests."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._entries: dict[tuple[str, str, bytes], _Entry] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def plan(
+        self,
+        *,
+        workspace: str,
+        model: str,
+        prompt: Prompt,
+        points: list[Breakpoint],
+        min_tokens: int,
+    ) -> CachePlan:
+        """Look the breakpoints up, record the writes and refresh the hits; return the bill."""
+        now = self._clock()
+        self._sweep(now)
+        eligible = [
+            (prompt.block_ends[b.block], b.ttl)
+            for b in points
+            if b.block in prompt.block_ends and prompt.block_ends[b.block] >= min_tokens
+        ]
+        if not eligible:
+            return NO_CACHE
+        digests = _digests(prompt, _candidates(points, prompt, min_tokens))
+
+        def key(length: int) -> tuple[str, str, bytes]:
+            return (workspace, model, digests[length])
+
+        read, read_entry = 0, None
+        for b in points:
+            for length in _lookback(b.block, prompt, min_tokens):
+                entry = self._entries.get(key(length))
+                if entry is not None and entry.expires_at > now:
+                    if length > read:
+                        read, read_entry = length, entry
+                    break
+        keep: list[KeepPoint] = []
+        if read_entry is not None:
+            read_entry.expires_at = now + read_entry.ttl
+            keep.append(KeepPoint(read, read_entry.ttl))
+        written = {"5m": 0, "1h": 0}
+        previous = read
+        for length, ttl in eligible:
+            seconds = TTL_SECONDS[ttl]
+            if length > previous:
+                written[ttl] += length - previous
+                previous = length
+            entry = self._entries.setdefault(key(length), _Entry(seconds, now + seconds))
+            entry.ttl = max(entry.ttl, seconds)
+            entry.expires_at = max(entry.expires_at, now + seconds)
+            keep.append(KeepPoint(length, entry.ttl))
+        usage = CacheUsage(read=read, write_5m=written["5m"], write_1h=written["1h"])
+        return CachePlan(usage, tuple(sorted(set(keep), key=lambda k: k.length)))
+
+    def _sweep(self, now: float) -> None:
+        if len(self._entries) > 4096:
+            self._entries = {k: e for k, e in self._entries.items() if e.expires_at > now}
+
+
+def _lookback(block: int, prompt: Prompt, min_tokens: int) -> list[int]:
+    """Prefix lengths a breakpoint on `block` may hit: its own, then up to 20 blocks back."""
+    lengths = []
+    for candidate in range(block, block - LOOKBACK_BLOCKS - 1, -1):
+        length = prompt.block_ends.get(candidate)
+        if length is not None and length >= min_tokens:
+            lengths.append(length)
+    return lengths
+
+
+def _candidates(points: list[Breakpoint], prompt: Prompt, min_tokens: int) -> set[int]:
+    return {length for b in points for length in _lookback(b.block, prompt, min_tokens)}
+
+
+def _digests(prompt: Prompt, lengths: set[int]) -> dict[int, bytes]:
+    """SHA-256 of the prompt's first `length` tokens, for each length, in one pass."""
+    tokens = np.asarray(prompt.tokens, dtype=np.int32)
+    digest = hashlib.sha256()
+    digests: dict[int, bytes] = {}
+    done = 0
+    for length in sorted(lengths):
+        digest.update(tokens[done:length].tobytes())
+        done = length
+        digests[length] = digest.copy().digest()
+    return digests
