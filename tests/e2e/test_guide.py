@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,41 @@ def test_python_example_runs_unchanged(server: Server, example: str) -> None:
     assert result.returncode == 0, result.stderr
     for expected in EXPECTED[example]:
         assert expected in result.stdout
+
+
+def _run_in_guide_dir(server: Server, example: str) -> str:
+    result = subprocess.run(
+        [sys.executable, example],
+        cwd=GUIDE,  # the document example opens long_document.txt from the working directory
+        env=server.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _numbers_after(label: str, output: str) -> list[int]:
+    return [int(n) for n in re.findall(re.escape(label) + r"\s*(\d+)", output)]
+
+
+def test_system_prompt_caching_example_writes_then_reads(server: Server) -> None:
+    output = _run_in_guide_dir(server, "prompt_caching.py")
+    [created] = _numbers_after("Cache creation tokens:", output)
+    read = _numbers_after("Cache read tokens:", output)
+    assert created > 1024  # the whole long system prompt was written
+    assert read == [0, created]  # first request: nothing read; second: exactly what was written
+
+
+def test_document_caching_example_writes_then_reads(server: Server) -> None:
+    output = _run_in_guide_dir(server, "document_caching.py")
+    [created] = _numbers_after("캐시 생성:", output)
+    [read] = _numbers_after("캐시 읽기:", output)
+    assert created > 1024
+    assert read == created
+    assert "비용 절감: $" in output
 
 
 def test_curl_example_returns_a_message(server: Server) -> None:

@@ -30,7 +30,7 @@ from sijo.engines.llama_cpp.cells import CellLedger
 Tokens = npt.NDArray[np.int32]
 
 
-@dataclass(slots=True)
+@dataclass(eq=False, slots=True)
 class Entry:
     namespace: str
     tokens: Tokens

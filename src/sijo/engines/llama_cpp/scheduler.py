@@ -203,7 +203,10 @@ class Scheduler:
         slot = _Slot(job, seq, sampler_chain(job.sampling))
         self._active.append(slot)
         match = self.store.best(job.namespace, job.tokens)
-        if match is not None and self.store.restore(match.entry) and match.entry.seq is not None:
+        if match is not None and match.entry.seq is None:  # saved in host RAM: make room, restore
+            self.store.make_room(match.entry.length, self._kv_size)
+            self.store.restore(match.entry)
+        if match is not None and match.entry.seq is not None:
             shared = min(match.length, job.tokens.shape[0] - 1)
             if shared > 0:
                 llama_cpp.llama_memory_seq_cp(self._memory, match.entry.seq, seq, 0, shared)
