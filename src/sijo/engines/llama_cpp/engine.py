@@ -34,7 +34,7 @@ class LlamaCppEngine:
         self._vocab = llama._model.vocab
         self._info = self._read_info(path, context_window)
         kv_size = llama_cpp.llama_n_ctx(ctx)
-        slots = config.slots
+        slots = self._slots = config.slots
         self.scheduler = Scheduler(
             ctx=ctx,
             vocab=self._vocab,
@@ -143,23 +143,11 @@ class LlamaCppEngine:
             self.scheduler.cancel(job)
 
     def stats(self) -> dict[str, int | float]:
-        scheduler = self.scheduler
-        running, waiting = scheduler.load()
-        counters = scheduler.stats
         return {
-            "running": running,
-            "waiting": waiting,
-            "kv_cells_used": scheduler.ledger.used(),
+            **self.scheduler.snapshot,
+            "waiting": self.scheduler.waiting(),
+            "slots": self._slots,
             "kv_size": llama_cpp.llama_n_ctx(self._ctx),
-            "kept_prefixes": sum(1 for e in scheduler.store.entries if e.seq is not None),
-            "host_prefixes": sum(1 for e in scheduler.store.entries if e.seq is None),
-            "host_bytes": scheduler.store.host_bytes(),
-            "steps": counters.steps,
-            "step_seconds": counters.step_seconds,
-            "decode_seconds": counters.decode_seconds,
-            "prompt_tokens": counters.prompt_tokens,
-            "reused_tokens": counters.reused_tokens,
-            "generated_tokens": counters.generated_tokens,
         }
 
     def sequences_holding_cells(self) -> set[int]:

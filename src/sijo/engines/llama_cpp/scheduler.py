@@ -113,10 +113,12 @@ class Scheduler:
             ctx, self._memory, self.ledger, self.pool, clock=clock, host_budget_bytes=host_cache_bytes
         )
         self.stats = SchedulerStats()
+        self.snapshot: dict[str, int | float] = {}
         self._active: list[_Slot] = []
         self._waiting: deque[Job] = deque()
         self._cond = threading.Condition()
         self._stopping = False
+        self._publish()
         self._thread = threading.Thread(target=self._loop, name="sijo-scheduler", daemon=True)
         self._thread.start()
 
@@ -137,10 +139,9 @@ class Scheduler:
         with self._cond:
             self._cond.notify()
 
-    def load(self) -> tuple[int, int]:
-        """(running, waiting) requests."""
+    def waiting(self) -> int:
         with self._cond:
-            return len(self._active), len(self._waiting)
+            return len(self._waiting)
 
     def stop(self) -> None:
         with self._cond:
@@ -166,6 +167,7 @@ class Scheduler:
                 while not self._stopping and not self._active and not self._waiting:
                     self._cond.wait(timeout=1.0)
                     self.store.expire()
+                    self._publish()
                 if self._stopping:
                     return
                 admitted = self._take_waiting()
@@ -180,6 +182,27 @@ class Scheduler:
                 for slot in list(self._active):
                     slot.job.emit(exc)
                     self._release(slot, keep=False)
+            self._publish()
+
+    def _publish(self) -> None:
+        """Copy the counters for other threads (they must not walk structures this thread changes)."""
+        stats = self.stats
+        store = self.store
+        self.snapshot = {
+            "running": len(self._active),
+            "kv_cells_used": self.ledger.used(),
+            "kept_prefixes": sum(1 for e in store.entries if e.seq is not None),
+            "host_prefixes": sum(1 for e in store.entries if e.seq is None),
+            "host_bytes": store.host_bytes(),
+            "prefixes_spilled": store.spilled,
+            "prefixes_restored": store.restored,
+            "steps": stats.steps,
+            "step_seconds": stats.step_seconds,
+            "decode_seconds": stats.decode_seconds,
+            "prompt_tokens": stats.prompt_tokens,
+            "reused_tokens": stats.reused_tokens,
+            "generated_tokens": stats.generated_tokens,
+        }
 
     def _take_waiting(self) -> list[Job]:
         jobs: list[Job] = []
