@@ -66,18 +66,6 @@ class CellLedger:
             self._used = sum(end - start for start, end in self._run_spans().values())
         return self._used
 
-    def exclusive(self, seq: int) -> int:
-        """Cells that only `seq` holds: what dropping it would free."""
-        others: dict[int, int] = {}
-        for other, refs in self._sequences.items():
-            if other != seq:
-                for ref in refs:
-                    others[ref.run] = max(others.get(ref.run, ref.start), ref.end)
-        freed = 0
-        for ref in self._sequences.get(seq, []):
-            freed += max(0, ref.end - max(ref.start, others.get(ref.run, ref.start)))
-        return freed
-
     def sequences(self) -> set[int]:
         return {seq for seq, refs in self._sequences.items() if refs}
 

@@ -163,11 +163,18 @@ class PrefixStore:
             Entry(namespace, tokens.copy(), seq, now + (ttl or 0.0), now, kept=ttl is not None)
         )
 
-    def adopt(self, namespace: str, tokens: Tokens, seq: int, idle_ttl: float) -> None:
-        """Take a finished slot's sequence as a leftover entry (no copy: the id changes hands)."""
-        if tokens.shape[0] == 0 or self.find(namespace, tokens) is not None:
+    def adopt(self, namespace: str, tokens: Tokens, seq: int, idle_ttl: float, limit: int) -> None:
+        """Take a finished slot's sequence as a leftover entry (no copy: the id changes hands).
+
+        At most `limit` leftovers stay, the most recently used: every cell held widens the range
+        each decode step's attention spans in the unified KV cache.
+        """
+        if tokens.shape[0] == 0 or idle_ttl <= 0 or self.find(namespace, tokens) is not None:
             self._free_seq(seq)
             return
+        leftovers = sorted((e for e in self.entries if not e.kept), key=lambda e: e.last_used)
+        for old in leftovers[: max(0, len(leftovers) - limit + 1)]:
+            self._drop(old)
         now = self._clock()
         self.entries.append(Entry(namespace, tokens.copy(), seq, now + idle_ttl, now, kept=False))
 
@@ -187,10 +194,6 @@ class PrefixStore:
     def need_seq(self) -> bool:
         """Free a sequence id for a slot by evicting an entry; False if none is left to evict."""
         return self._pool.available() > 0 or self._evict_one(prefer_leftovers=True, spill=True)
-
-    def entry_cells(self) -> int:
-        resident = [e.seq for e in self.entries if e.seq is not None]
-        return sum(self._ledger.exclusive(seq) for seq in resident) if resident else 0
 
     def host_bytes(self) -> int:
         return self._host_used

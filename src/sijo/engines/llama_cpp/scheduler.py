@@ -347,7 +347,7 @@ class Scheduler:
             decoded = np.concatenate(
                 [slot.job.tokens, np.asarray(slot.generated, dtype=np.int32)]
             )[: slot.pos]
-            self.store.adopt(slot.job.namespace, decoded, slot.seq, self._leftover_ttl)
+            self.store.adopt(slot.job.namespace, decoded, slot.seq, self._leftover_ttl, self._slots_max)
         else:
             llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
             self.ledger.drop(slot.seq)
