@@ -243,7 +243,7 @@ class Scheduler:
         started = time.perf_counter()
         plan = self._plan()
         self.store.make_room(sum(n for _, n in plan), self._kv_size)
-        if self.ledger.used() + sum(n for _, n in plan) > self._kv_size:
+        while self.ledger.used() + sum(n for _, n in plan) > self._kv_size:
             plan = self._shed(plan)
         outputs = self._fill(plan)
         decode_started = time.perf_counter()
