@@ -56,6 +56,14 @@ class EngineConfig(BaseModel):
         ge=16,
         description="Prompt tokens prefilled per step; bounds how long a new prompt delays other streams.",
     )
+    resident_prefix_tokens: int | None = Field(
+        default=8192,
+        ge=0,
+        description=(
+            "KV cells that idle cached prefixes may hold; beyond it the least recently used go to "
+            "host RAM (every resident cell slows each decode step a little). Unset: up to kv_size."
+        ),
+    )
     host_cache_mb: int = Field(
         default=1024,
         ge=0,

@@ -50,6 +50,7 @@ class LlamaCppEngine:
             context_window=context_window,
             host_cache_bytes=config.host_cache_mb * 1024 * 1024,
             leftover_ttl=config.leftover_ttl,
+            resident_budget=config.resident_prefix_tokens,
         )
 
     @classmethod

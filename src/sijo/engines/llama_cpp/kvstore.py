@@ -191,6 +191,12 @@ class PrefixStore:
             if not self._evict_one(prefer_leftovers=True, spill=True):
                 return
 
+    def trim(self, limit: int, in_use: set[int]) -> None:
+        """Spill or drop entries not in use (by seq id) until no more than `limit` cells are used."""
+        while self._ledger.used() > limit:
+            if not self._evict_one(prefer_leftovers=True, spill=True, keep_seqs=in_use):
+                return
+
     def need_seq(self) -> bool:
         """Free a sequence id for a slot by evicting an entry; False if none is left to evict."""
         return self._pool.available() > 0 or self._evict_one(prefer_leftovers=True, spill=True)
@@ -202,8 +208,8 @@ class PrefixStore:
         for entry in list(self.entries):
             self._drop(entry)
 
-    def _evict_one(self, *, prefer_leftovers: bool, spill: bool) -> bool:
-        resident = [e for e in self.entries if e.seq is not None]
+    def _evict_one(self, *, prefer_leftovers: bool, spill: bool, keep_seqs: set[int] | None = None) -> bool:
+        resident = [e for e in self.entries if e.seq is not None and e.seq not in (keep_seqs or ())]
         if not resident:
             return False
         victim = min(resident, key=lambda e: (e.kept if prefer_leftovers else False, e.last_used))

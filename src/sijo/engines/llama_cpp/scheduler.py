@@ -60,6 +60,7 @@ class _Slot:
     generated: list[int] = field(default_factory=list)
     text: Utf8Stream = field(default_factory=Utf8Stream)
     kept: int = 0  # keep points handled so far
+    source: int | None = None  # the entry (seq id) whose cells this slot shares
 
     @property
     def prefilling(self) -> bool:
@@ -92,6 +93,7 @@ class Scheduler:
         context_window: int,
         host_cache_bytes: int,
         leftover_ttl: float,
+        resident_budget: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._ctx = ctx
@@ -105,6 +107,7 @@ class Scheduler:
         self._max_queue = max_queue
         self._window = context_window
         self._leftover_ttl = leftover_ttl
+        self._resident_budget = resident_budget
         self._n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
         self._batch = llama_cpp.llama_batch_init(batch_size, 0, 1)
         self.ledger = CellLedger()
@@ -236,6 +239,7 @@ class Scheduler:
                 self.ledger.copy(match.entry.seq, seq, shared)
                 self.store.touch(match.entry, None)
                 slot.pos = job.reused = shared
+                slot.source = match.entry.seq
                 self.stats.reused_tokens += shared
         self._keep_reached(slot)
 
@@ -259,8 +263,18 @@ class Scheduler:
             self._keep_reached(slot)
         for slot, index in outputs:
             self._sample(slot, index)
+        if self._resident_budget is not None:
+            self._trim(self._resident_budget)
         self.stats.steps += 1
         self.stats.step_seconds += time.perf_counter() - started
+
+    def _trim(self, budget: int) -> None:
+        """Keep the cells of idle entries within the resident budget: every cell in the unified KV
+        cache widens the range each step's attention scans, running requests' or not."""
+        in_use = {slot.source for slot in self._active if slot.source is not None}
+        shared = sum(e.length for e in self.store.entries if e.seq in in_use)
+        own = sum(slot.pos - slot.job.reused for slot in self._active)
+        self.store.trim(budget + shared + own, in_use)
 
     def _plan(self) -> list[tuple[_Slot, int]]:
         """(slot, tokens to decode) for this step: generating slots first, then one prefill chunk."""
