@@ -71,12 +71,11 @@ from single_stream import (
     ANTHROPIC_HEADERS,
     BUSY_THRESHOLD,
     PEER,
-    REPO_ROOT,
     SIJO,
     RunningServer,
     ServerSpec,
+    add_server_args,
     cpu_snapshot,
-    default_cache_dir,
     default_model_path,
     free_ports,
     iter_sse,
@@ -780,17 +779,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     parser.add_argument("--ctx", type=int, default=65536, help="llama-server -c (default 65536)")
     parser.add_argument("--parallel", type=int, default=8, help="llama-server --parallel (default 8)")
-    parser.add_argument("--sijo-bin", type=Path, default=REPO_ROOT / ".venv" / "bin" / "sijo")
-    parser.add_argument(
-        "--llama-server", type=Path, default=default_cache_dir() / "llama-server",
-        help="peer binary (default: $SIJO_BENCH_CACHE or ~/.cache/sijo-bench)/llama-server",
-    )  # fmt: skip
-    parser.add_argument("--sijo-arg", action="append", default=[], help="extra Sijo arg")
-    parser.add_argument("--peer-arg", action="append", default=[], help="extra llama-server arg")
-    only = parser.add_mutually_exclusive_group()
-    only.add_argument("--only-peer", action="store_true", help="benchmark llama-server only")
-    only.add_argument("--only-sijo", action="store_true", help="benchmark Sijo only")
-    parser.add_argument("--startup-timeout", type=float, default=180.0)
+    add_server_args(parser)
     parser.add_argument("--request-timeout", type=float, default=600.0)
     parser.add_argument(
         "--idle-wait", type=float, default=30.0,

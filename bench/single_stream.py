@@ -523,6 +523,21 @@ def print_report(results: dict[str, ServerResults], args: argparse.Namespace, ou
 # --------------------------------------------------------------------------- CLI
 
 
+def add_server_args(parser: argparse.ArgumentParser) -> None:
+    """The flags every side-by-side benchmark shares: the two servers and which of them to run."""
+    parser.add_argument("--sijo-bin", type=Path, default=REPO_ROOT / ".venv" / "bin" / "sijo")
+    parser.add_argument(
+        "--llama-server", type=Path, default=default_cache_dir() / "llama-server",
+        help="peer binary (default: $SIJO_BENCH_CACHE or ~/.cache/sijo-bench)/llama-server",
+    )  # fmt: skip
+    parser.add_argument("--sijo-arg", action="append", default=[], help="extra Sijo arg")
+    parser.add_argument("--peer-arg", action="append", default=[], help="extra llama-server arg")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--only-peer", action="store_true", help="benchmark llama-server only")
+    only.add_argument("--only-sijo", action="store_true", help="benchmark Sijo only")
+    parser.add_argument("--startup-timeout", type=float, default=180.0)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Single-stream benchmark: Sijo vs. llama-server on /v1/messages."
@@ -537,17 +552,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--vary-prompt", action="store_true",
         help="prefix each request with a unique tag so prompt caches cannot be reused",
     )  # fmt: skip
-    parser.add_argument("--sijo-bin", type=Path, default=REPO_ROOT / ".venv" / "bin" / "sijo")
-    parser.add_argument(
-        "--llama-server", type=Path, default=default_cache_dir() / "llama-server",
-        help="peer binary (default: $SIJO_BENCH_CACHE or ~/.cache/sijo-bench)/llama-server",
-    )  # fmt: skip
-    parser.add_argument("--sijo-arg", action="append", default=[], help="extra Sijo arg")
-    parser.add_argument("--peer-arg", action="append", default=[], help="extra llama-server arg")
-    only = parser.add_mutually_exclusive_group()
-    only.add_argument("--only-peer", action="store_true", help="benchmark llama-server only")
-    only.add_argument("--only-sijo", action="store_true", help="benchmark Sijo only")
-    parser.add_argument("--startup-timeout", type=float, default=180.0)
+    add_server_args(parser)
     parser.add_argument("--request-timeout", type=float, default=300.0)
     parser.add_argument(
         "--idle-wait", type=float, default=30.0,
