@@ -48,7 +48,7 @@ class EngineConfig(BaseModel):
         ge=16,
         description=(
             "KV cache size in tokens, shared by running requests and kept prompt prefixes; "
-            "unset means 4 times context_window."
+            "unset means 4 times context_window, capped at 32768 (but at least one window)."
         ),
     )
     prefill_chunk: int = Field(

@@ -61,7 +61,7 @@ class LlamaCppEngine:
         llama = llama_cpp.Llama(model_path=str(path), n_ctx=64, n_batch=64, verbose=False)
         trained = llama._model.n_ctx_train()
         context_window = min(config.context_window or trained, trained)
-        kv_size = config.kv_size or max(context_window * 4, context_window)
+        kv_size = config.kv_size or max(context_window, min(4 * context_window, _DEFAULT_KV_CAP))
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = max(kv_size, context_window)
         params.n_batch = config.batch_size
@@ -194,6 +194,7 @@ _INLINE_TOKENIZE_BYTES = 8192  # shorter texts are tokenised on the event loop, 
 _REMEMBER_BYTES = 1024  # texts at least this long have their tokens remembered ...
 _TOKENIZED_MAX_BYTES = 1 << 20  # ... up to this size ...
 _TOKENIZED_TEXTS = 64  # ... the most recently used 64 of them
+_DEFAULT_KV_CAP = 32768  # default KV cache: 4 windows, but no more than this unless asked
 _MAX_SEQUENCES = 256  # llama.cpp's LLAMA_MAX_SEQ: slots plus kept prefixes
 
 
