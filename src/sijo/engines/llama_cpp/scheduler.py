@@ -94,6 +94,7 @@ class Scheduler:
         host_cache_bytes: int,
         leftover_ttl: float,
         resident_budget: int | None = None,
+        after_step: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._ctx = ctx
@@ -108,6 +109,7 @@ class Scheduler:
         self._window = context_window
         self._leftover_ttl = leftover_ttl
         self._resident_budget = resident_budget
+        self._after_step = after_step or (lambda: None)
         self._n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
         self._batch = llama_cpp.llama_batch_init(batch_size, 0, 1)
         self.ledger = CellLedger()
@@ -185,6 +187,7 @@ class Scheduler:
                 for slot in list(self._active):
                     slot.job.emit(exc)
                     self._release(slot, keep=False)
+            self._after_step()
             self._publish()
 
     def _publish(self) -> None:
