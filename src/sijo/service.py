@@ -98,7 +98,8 @@ class MessagesService:
     async def count_tokens(self, params: CountTokensParams) -> int:
         _reject_unsupported(params)
         served = self.catalog.resolve(params.model)
-        return len((await self._render(served, params)).prompt.tokens)
+        # The API counts a prompt over the window too: clients ask precisely to learn that it no longer fits.
+        return len((await self._render(served, params, enforce_window=False)).prompt.tokens)
 
     async def create(self, prepared: PreparedMessage) -> Message:
         return await accumulate(self.stream(prepared))
@@ -164,14 +165,18 @@ class MessagesService:
             yield event
 
     async def _render(
-        self, served: ServedModel, params: MessageCreateParams | CountTokensParams
+        self,
+        served: ServedModel,
+        params: MessageCreateParams | CountTokensParams,
+        *,
+        enforce_window: bool = True,
     ) -> _Rendered:
         conversation = to_conversation(params.messages, params.system)
         points = breakpoints(conversation, params.cache_control)
         template = self._template(served)
         prompt = await tokenize(served.engine, template.segments(conversation))
         window = served.engine.info.context_window
-        if len(prompt.tokens) > window:
+        if enforce_window and len(prompt.tokens) > window:
             raise PromptTooLongError(len(prompt.tokens), window)
         return _Rendered(prompt, tuple(points))
 

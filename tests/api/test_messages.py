@@ -220,6 +220,16 @@ async def test_count_tokens_equals_message_input_tokens(client: httpx.AsyncClien
     assert counted == {"input_tokens": created["usage"]["input_tokens"]}
 
 
+async def test_count_tokens_counts_a_prompt_longer_than_the_window(client: httpx.AsyncClient) -> None:
+    long = {"model": "claude-sonnet-4-6", "messages": [{"role": "user", "content": "x" * 5000}]}
+    counted = await client.post("/v1/messages/count_tokens", json=long)
+    assert counted.status_code == 200
+    assert counted.json()["input_tokens"] > 4096  # the fake engine's window
+    refused = await client.post("/v1/messages", json={**long, "max_tokens": 5})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["message"].startswith("prompt is too long:")
+
+
 async def test_count_tokens_rejects_max_tokens(client: httpx.AsyncClient) -> None:
     body = {"model": "claude-opus-4-7", "max_tokens": 5, "messages": BODY["messages"]}
     response = await client.post("/v1/messages/count_tokens", json=body)

@@ -91,6 +91,9 @@ def test_prompt_longer_than_the_window_is_rejected(keyed: Server) -> None:
         anthropic.BadRequestError, match=rf"prompt is too long: \d+ tokens > {WINDOW} maximum"
     ):
         client.messages.create(model="claude-sonnet-4-6", max_tokens=1, messages=long)  # type: ignore[arg-type]
+    # count_tokens still counts it, as the API does: that is how a client learns it no longer fits
+    counted = client.messages.count_tokens(model="claude-sonnet-4-6", messages=long)  # type: ignore[arg-type]
+    assert counted.input_tokens > WINDOW
 
 
 def _next_request_seconds(server: Server) -> float:
