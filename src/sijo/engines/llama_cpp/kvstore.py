@@ -38,7 +38,7 @@ class Entry:
     expires_at: float
     last_used: float
     kept: bool
-    saved: bytes | None = field(default=None, repr=False)
+    saved: bytearray | ctypes.Array[ctypes.c_uint8] | None = field(default=None, repr=False)
 
     @property
     def length(self) -> int:
@@ -132,7 +132,7 @@ class PrefixStore:
         seq = self._pool.take()
         if seq is None:
             return False
-        data = (ctypes.c_uint8 * len(entry.saved)).from_buffer_copy(entry.saved)
+        data = (ctypes.c_uint8 * len(entry.saved)).from_buffer(entry.saved)  # no copy
         if llama_cpp.llama_state_seq_set_data(self._ctx, data, len(entry.saved), seq) == 0:
             llama_cpp.llama_memory_seq_rm(self._memory, seq, -1, -1)
             self._pool.give(seq)
@@ -152,7 +152,7 @@ class PrefixStore:
             self.touch(existing, ttl)
             return
         seq = self._pool.take()
-        if seq is None and self._evict_one(prefer_leftovers=True, spill=False):
+        if seq is None and self._evict_one(spill=False):
             seq = self._pool.take()
         if seq is None:
             return
@@ -170,7 +170,7 @@ class PrefixStore:
         each decode step's attention spans in the unified KV cache.
         """
         if tokens.shape[0] == 0 or idle_ttl <= 0 or self.find(namespace, tokens) is not None:
-            self._free_seq(seq)
+            self.free_seq(seq)
             return
         leftovers = sorted((e for e in self.entries if not e.kept), key=lambda e: e.last_used)
         for old in leftovers[: max(0, len(leftovers) - limit + 1)]:
@@ -185,21 +185,15 @@ class PrefixStore:
         for entry in [e for e in self.entries if e.expires_at <= now]:
             self._drop(entry)
 
-    def make_room(self, cells_needed: int, capacity: int) -> None:
-        """Evict (or spill) entries until `cells_needed` more cells fit in the `capacity` cells."""
-        while self._ledger.used() + cells_needed > capacity:
-            if not self._evict_one(prefer_leftovers=True, spill=True):
-                return
-
-    def trim(self, limit: int, in_use: set[int]) -> None:
-        """Spill or drop entries not in use (by seq id) until no more than `limit` cells are used."""
-        while self._ledger.used() > limit:
-            if not self._evict_one(prefer_leftovers=True, spill=True, keep_seqs=in_use):
-                return
+    def shrink_to(self, limit: int, in_use: set[int] | None = None) -> None:
+        """Spill or drop entries (except those whose seq ids are `in_use`) until at most `limit`
+        cells are used, or nothing is left to evict."""
+        while self._ledger.used() > limit and self._evict_one(spill=True, keep_seqs=in_use):
+            pass
 
     def need_seq(self) -> bool:
         """Free a sequence id for a slot by evicting an entry; False if none is left to evict."""
-        return self._pool.available() > 0 or self._evict_one(prefer_leftovers=True, spill=True)
+        return self._pool.available() > 0 or self._evict_one(spill=True)
 
     def host_bytes(self) -> int:
         return self._host_used
@@ -208,11 +202,12 @@ class PrefixStore:
         for entry in list(self.entries):
             self._drop(entry)
 
-    def _evict_one(self, *, prefer_leftovers: bool, spill: bool, keep_seqs: set[int] | None = None) -> bool:
+    def _evict_one(self, *, spill: bool, keep_seqs: set[int] | None = None) -> bool:
+        """Evict the least recently used leftover, else the least recently used kept entry."""
         resident = [e for e in self.entries if e.seq is not None and e.seq not in (keep_seqs or ())]
         if not resident:
             return False
-        victim = min(resident, key=lambda e: (e.kept if prefer_leftovers else False, e.last_used))
+        victim = min(resident, key=lambda e: (e.kept, e.last_used))
         if spill and victim.kept and self._spill(victim):
             return True
         self._drop(victim)
@@ -227,9 +222,9 @@ class PrefixStore:
         written = llama_cpp.llama_state_seq_get_data(self._ctx, buffer, size, entry.seq)
         if written == 0:
             return False
-        entry.saved = bytes(buffer)[:written]
+        entry.saved = buffer if written == size else bytearray(memoryview(buffer)[:written])
         self._host_used += len(entry.saved)
-        self._free_seq(entry.seq)
+        self.free_seq(entry.seq)
         entry.seq = None
         self.spilled += 1
         return True
@@ -237,11 +232,12 @@ class PrefixStore:
     def _drop(self, entry: Entry) -> None:
         self.entries.remove(entry)
         if entry.seq is not None:
-            self._free_seq(entry.seq)
+            self.free_seq(entry.seq)
         if entry.saved is not None:
             self._host_used -= len(entry.saved)
 
-    def _free_seq(self, seq: int) -> None:
+    def free_seq(self, seq: int) -> None:
+        """Free a sequence's cells (those no other sequence shares) and give its id back."""
         llama_cpp.llama_memory_seq_rm(self._memory, seq, -1, -1)
         self._ledger.drop(seq)
         self._pool.give(seq)

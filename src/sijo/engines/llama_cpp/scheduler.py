@@ -233,7 +233,7 @@ class Scheduler:
         self._active.append(slot)
         match = self.store.best(job.namespace, job.tokens)
         if match is not None and match.entry.seq is None:  # saved in host RAM: make room, restore
-            self.store.make_room(match.entry.length, self._kv_size)
+            self.store.shrink_to(self._kv_size - match.entry.length)
             self.store.restore(match.entry)
         if match is not None and match.entry.seq is not None:
             shared = min(match.length, job.tokens.shape[0] - 1)
@@ -249,7 +249,7 @@ class Scheduler:
     def _step(self) -> None:
         started = time.perf_counter()
         plan = self._plan()
-        self.store.make_room(sum(n for _, n in plan), self._kv_size)
+        self.store.shrink_to(self._kv_size - sum(n for _, n in plan))
         while self.ledger.used() + sum(n for _, n in plan) > self._kv_size:
             plan = self._shed(plan)
         outputs = self._fill(plan)
@@ -277,7 +277,7 @@ class Scheduler:
         in_use = {slot.source for slot in self._active if slot.source is not None}
         shared = sum(e.length for e in self.store.entries if e.seq in in_use)
         own = sum(slot.pos - slot.job.reused for slot in self._active)
-        self.store.trim(budget + shared + own, in_use)
+        self.store.shrink_to(budget + shared + own, in_use)
 
     def _plan(self) -> list[tuple[_Slot, int]]:
         """(slot, tokens to decode) for this step: generating slots first, then one prefill chunk."""
@@ -366,6 +366,4 @@ class Scheduler:
             )[: slot.pos]
             self.store.adopt(slot.job.namespace, decoded, slot.seq, self._leftover_ttl, self._slots_max)
         else:
-            llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
-            self.ledger.drop(slot.seq)
-            self.pool.give(slot.seq)
+            self.store.free_seq(slot.seq)
