@@ -114,14 +114,15 @@ class PromptCache:
         ]
         if not eligible:
             return NO_CACHE
-        digests = _digests(prompt, _candidates(points, prompt, min_tokens))
+        lookbacks = [_lookback(b.block, prompt, min_tokens) for b in points]
+        digests = _digests(prompt, {length for lengths in lookbacks for length in lengths})
 
         def key(length: int) -> tuple[str, str, bytes]:
             return (workspace, model, digests[length])
 
         read, read_entry = 0, None
-        for b in points:
-            for length in _lookback(b.block, prompt, min_tokens):
+        for lengths in lookbacks:
+            for length in lengths:
                 entry = self._entries.get(key(length))
                 if entry is not None and entry.expires_at > now:
                     if length > read:
@@ -158,10 +159,6 @@ def _lookback(block: int, prompt: Prompt, min_tokens: int) -> list[int]:
         if length is not None and length >= min_tokens:
             lengths.append(length)
     return lengths
-
-
-def _candidates(points: list[Breakpoint], prompt: Prompt, min_tokens: int) -> set[int]:
-    return {length for b in points for length in _lookback(b.block, prompt, min_tokens)}
 
 
 def _digests(prompt: Prompt, lengths: set[int]) -> dict[int, bytes]:
