@@ -22,10 +22,12 @@ HEADERS = {"anthropic-version": "2023-06-01"}
 
 
 @pytest.fixture(autouse=True)
-def _no_sijo_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Settings read SIJO_* from the environment; tests build their own."""
+def _no_sijo_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Settings read SIJO_* from the environment; tests build their own. State (the signing secret)
+    goes to a directory of the test session's, never the user's."""
     for name in [n for n in os.environ if n.startswith("SIJO_")]:
         monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.getbasetemp() / "data"))
 
 
 @pytest.fixture

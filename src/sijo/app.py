@@ -19,6 +19,7 @@ from sijo.errors import InternalServerError
 from sijo.ids import new_id
 from sijo.prompt_cache import PromptCache
 from sijo.service import MessagesService
+from sijo.signing import ThinkingSigner, load_or_create_secret
 
 logger = logging.getLogger("sijo.api")
 
@@ -77,7 +78,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loaded = dict(engines) if engines is not None else load_engines(settings)
         catalog = Catalog(settings.models or default_models(loaded), loaded)
-        app.state.service = MessagesService(catalog, cache)
+        signer = ThinkingSigner(load_or_create_secret(settings.data_dir / "thinking-signing.key"))
+        app.state.service = MessagesService(catalog, signer, cache)
         try:
             yield
         finally:

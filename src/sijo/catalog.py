@@ -1,6 +1,7 @@
 """The model catalogue: which ids (and aliases) are served, by which engine, and what each can do.
 
-`ModelInfo.capabilities` tells the truth about what works today: only plain text generation.
+`ModelInfo.capabilities` tells the truth about what works today: text, tools, structured outputs,
+thinking and effort; not yet images, PDFs, citations, batches or server tools.
 """
 
 from __future__ import annotations
@@ -22,16 +23,17 @@ from sijo.protocol.models import (
 )
 
 _NO = Support(supported=False)
+_YES = Support(supported=True)
 CAPABILITIES = ModelCapabilities(
     batch=_NO,
     citations=_NO,
     code_execution=_NO,
     context_management=ContextManagementCapability(supported=False),
-    effort=EffortCapability(supported=False, low=_NO, medium=_NO, high=_NO, max=_NO, xhigh=_NO),
+    effort=EffortCapability(supported=True, low=_YES, medium=_YES, high=_YES, max=_YES, xhigh=_YES),
     image_input=_NO,
     pdf_input=_NO,
-    structured_outputs=_NO,
-    thinking=ThinkingCapability(supported=False, types=ThinkingTypes(adaptive=_NO, enabled=_NO)),
+    structured_outputs=_YES,
+    thinking=ThinkingCapability(supported=True, types=ThinkingTypes(adaptive=_YES, enabled=_YES)),
 )
 
 
@@ -42,8 +44,7 @@ class ServedModel:
 
     @property
     def max_output_tokens(self) -> int:
-        window = self.engine.info.context_window
-        return min(self.config.max_output_tokens or window, window)
+        return self.config.max_output_tokens or self.engine.info.context_window
 
     def info(self) -> ModelInfo:
         return ModelInfo(
@@ -60,9 +61,11 @@ def default_models(engines: Mapping[str, Engine]) -> list[ModelConfig]:
     """The local model under its own name, and the guide's Claude ids, all on the default engine."""
     local = engines["default"].info.name
     configs = [ModelConfig(id=local, display_name=local)]
-    for model_id, display, aliases in CLAUDE_MODELS:
+    for model_id, display, aliases, max_output in CLAUDE_MODELS:
         name = f"{display} (served by {local})"
-        configs.append(ModelConfig(id=model_id, aliases=list(aliases), display_name=name))
+        configs.append(
+            ModelConfig(id=model_id, aliases=list(aliases), display_name=name, max_output_tokens=max_output)
+        )
     return configs
 
 

@@ -5,19 +5,33 @@ Every field has a default and a description; `sijo serve --help` and the README 
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+Effort = Literal["low", "medium", "high", "xhigh", "max"]
+
 # The guide's model ids: each serves the default engine unless configured otherwise.
-CLAUDE_MODELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("claude-opus-4-7", "Claude Opus 4.7", ()),
-    ("claude-sonnet-4-6", "Claude Sonnet 4.6", ()),
-    ("claude-haiku-4-5-20251001", "Claude Haiku 4.5", ("claude-haiku-4-5",)),
+# id, display name, aliases, the Claude model's own max_tokens limit (so the guide's values are accepted;
+# a reply that outgrows the local window stops with `model_context_window_exceeded`).
+CLAUDE_MODELS: tuple[tuple[str, str, tuple[str, ...], int], ...] = (
+    ("claude-opus-4-7", "Claude Opus 4.7", (), 128_000),
+    ("claude-sonnet-4-6", "Claude Sonnet 4.6", (), 64_000),
+    ("claude-haiku-4-5-20251001", "Claude Haiku 4.5", ("claude-haiku-4-5",), 64_000),
 )
+
+# Thinking tokens per effort level under adaptive thinking, sized for small local models.
+DEFAULT_THINKING_BUDGETS: dict[Effort, int] = {
+    "low": 256,
+    "medium": 512,
+    "high": 1024,
+    "xhigh": 2048,
+    "max": 4096,
+}
 
 
 class EngineConfig(BaseModel):
@@ -26,6 +40,13 @@ class EngineConfig(BaseModel):
     path: Path | None = Field(
         default=None,
         description="GGUF file to load; unset means the embedded SmolLM2-135M-Instruct Q4_1.",
+    )
+    chat_template: Path | None = Field(
+        default=None,
+        description=(
+            "A Jinja chat template file used instead of the GGUF's own (as llama-server's "
+            "--chat-template-file), e.g. to give a model its family's tool-calling template."
+        ),
     )
     context_window: int | None = Field(
         default=None,
@@ -94,7 +115,12 @@ class ModelConfig(BaseModel):
     max_output_tokens: int | None = Field(
         default=None,
         ge=1,
-        description="Largest max_tokens accepted; unset means the context window.",
+        description="Largest max_tokens accepted; unset means the context window. A reply that "
+        "outgrows the window stops with stop_reason model_context_window_exceeded.",
+    )
+    thinking_budgets: dict[Effort, int] = Field(
+        default_factory=lambda: dict(DEFAULT_THINKING_BUDGETS),
+        description="Adaptive thinking: the most thinking tokens at each output_config.effort level.",
     )
     cache_min_tokens: int = Field(
         default=1024,
@@ -124,6 +150,12 @@ class Settings(BaseSettings):
         default=32 * 1024 * 1024,
         ge=1,
         description="Largest request body accepted (the API's 32 MB).",
+    )
+    data_dir: Path = Field(
+        default_factory=lambda: (
+            Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local/share") / "sijo"
+        ),
+        description="Where Sijo keeps state: the thinking-signature secret (SIJO_DATA_DIR).",
     )
     ping_interval: float = Field(
         default=10.0, gt=0, description="Seconds of stream silence before a `ping` event is sent."

@@ -61,9 +61,10 @@ NO_CACHE = CachePlan(CacheUsage(), ())
 def breakpoints(conversation: Conversation, automatic: CacheControl | None) -> list[Breakpoint]:
     """The request's breakpoints in prompt order, checked against the API's limits (400 if broken)."""
     parts = conversation.parts()
-    found = [Breakpoint(p.block, p.cache_ttl) for p in parts if p.cache_ttl is not None]
-    if automatic is not None and parts and not any(b.block == parts[-1].block for b in found):
-        found.append(Breakpoint(parts[-1].block, automatic.ttl or "5m"))
+    found = [Breakpoint(p.block, p.cache_ttl) for p in parts if p.cache_ttl and p.block is not None]
+    numbered = [p.block for p in parts if p.block is not None]
+    if automatic is not None and numbered and not any(b.block == numbered[-1] for b in found):
+        found.append(Breakpoint(numbered[-1], automatic.ttl or "5m"))
     if len(found) > MAX_BREAKPOINTS:
         raise InvalidRequestError(
             f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. Found {len(found)}."

@@ -3,27 +3,39 @@
 Streaming and non-streaming share it: `prepare` does every check that can fail before a response
 starts (so those failures are plain HTTP errors), `stream` yields the events, and `create` is the
 fold of `stream` (`output.accumulate`).
+
+A reply with thinking is generated in two phases on the same engine: first the thinking (the prompt
+ends with `<think>`; the grammar ends it at `</think>`; its budget is that phase's `max_tokens`), then
+the answer, whose prompt is the first phase's plus the closed thinking. A budget that runs out
+therefore ends the thinking on any model, and the second phase reuses the first one's KV cells.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sijo.catalog import Catalog, ServedModel
-from sijo.engines.base import FinishReason, GenerationRequest, Sampling
+from sijo.engines.base import FinishReason, GenerationRequest, GrammarError, KeepPoint, Sampling
 from sijo.errors import InvalidRequestError, PromptTooLongError
 from sijo.ids import new_id
 from sijo.output.accumulate import accumulate
 from sijo.output.assembler import MessageAssembler
+from sijo.output.grammar import thinking_grammar
+from sijo.output.reply import ReplyParser, ThinkingStream
 from sijo.output.stops import StopMatcher
-from sijo.prompt.conversation import to_conversation
+from sijo.prompt import markup
+from sijo.prompt.conversation import Conversation, to_conversation
 from sijo.prompt.template import ChatTemplate, Prompt, tokenize
 from sijo.prompt_cache import NO_CACHE, Breakpoint, PromptCache, breakpoints
 from sijo.protocol.events import StreamEvent
 from sijo.protocol.message import CacheCreation, Message, StopReason, Usage
 from sijo.protocol.params import NOT_YET_SUPPORTED, CountTokensParams, MessageCreateParams
+from sijo.reply_plan import ReplyPlan, custom_tools, plan_reply
+from sijo.signing import ThinkingSigner
 
 _STOP_REASONS: dict[FinishReason, StopReason] = {
     "eos": "end_turn",
@@ -31,12 +43,8 @@ _STOP_REASONS: dict[FinishReason, StopReason] = {
     "context_full": "model_context_window_exceeded",
 }
 
-# Values of not-yet-supported fields that ask for nothing (so SDK defaults pass).
-_NEUTRAL: dict[str, tuple[Any, ...]] = {
-    "tools": ([],),
-    "tool_choice": ({"type": "auto"}, {"type": "none"}),
-    "thinking": ({"type": "disabled"},),
-}
+
+_PLAIN = ReplyPlan()
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,17 +58,26 @@ class PreparedMessage:
     inference_geo: str
     workspace: str
     breakpoints: tuple[Breakpoint, ...]
+    plan: ReplyPlan = _PLAIN
 
 
 @dataclass(frozen=True, slots=True)
 class _Rendered:
     prompt: Prompt
     breakpoints: tuple[Breakpoint, ...]
+    plan: ReplyPlan
+
+
+@dataclass(slots=True)
+class _Progress:
+    output_tokens: int = 0
+    thinking_tokens: int = 0
 
 
 class MessagesService:
-    def __init__(self, catalog: Catalog, cache: PromptCache | None = None) -> None:
+    def __init__(self, catalog: Catalog, signer: ThinkingSigner, cache: PromptCache | None = None) -> None:
         self.catalog = catalog
+        self.signer = signer
         self.cache = cache if cache is not None else PromptCache()
         self._templates: dict[int, ChatTemplate] = {}
 
@@ -77,6 +94,7 @@ class MessagesService:
                 f"maximum allowed number of output tokens for {params.model}"
             )
         rendered = await self._render(served, params)
+        plan = await self._compile(served, rendered.plan, params)
         served.engine.check_capacity()
         sampling = Sampling(
             temperature=1.0 if params.temperature is None else params.temperature,
@@ -93,6 +111,7 @@ class MessagesService:
             inference_geo=params.inference_geo or "global",
             workspace=workspace,
             breakpoints=rendered.breakpoints,
+            plan=plan,
         )
 
     async def count_tokens(self, params: CountTokensParams) -> int:
@@ -128,27 +147,112 @@ class MessagesService:
         assembler = MessageAssembler(message_id=new_id("msg"), model=prepared.model_id, usage=usage)
         for event in assembler.start():
             yield event
-        if prepared.max_tokens == 0:
-            for event in assembler.finish("max_tokens", None, 0):
-                yield event
-            return
-        matcher = StopMatcher(list(prepared.stop_sequences))
+        progress = _Progress()
+        stop: tuple[StopReason, str | None] | None = None
+        tokens = prepared.prompt.tokens
+        if prepared.max_tokens > 0 and prepared.plan.thinking is not None:
+            ended: list[tuple[int, ...] | StopReason] = []
+            async with aclosing(self._think(prepared, assembler, progress, plan.keep, ended)) as events:
+                async for event in events:
+                    yield event
+            if isinstance(ended[0], str):
+                stop = (ended[0], None)
+            else:
+                tokens = ended[0]
+        if stop is None and prepared.max_tokens > progress.output_tokens:
+            keep = () if prepared.plan.thinking is not None else plan.keep
+            result: list[tuple[StopReason, str | None]] = []
+            async with aclosing(self._answer(prepared, assembler, progress, tokens, keep, result)) as events:
+                async for event in events:
+                    yield event
+            stop = result[0]
+        stop = stop or ("max_tokens", None)
+        for event in assembler.finish(*stop, progress.output_tokens, progress.thinking_tokens):
+            yield event
+
+    async def _think(
+        self,
+        prepared: PreparedMessage,
+        assembler: MessageAssembler,
+        progress: _Progress,
+        keep: tuple[KeepPoint, ...],
+        ended: list[tuple[int, ...] | StopReason],
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """Phase one. Appends to `ended` the answer's prompt, or the stop reason if nothing may follow."""
+        thinking = prepared.plan.thinking
+        assert thinking is not None
+        engine = prepared.served.engine
         request = GenerationRequest(
             prepared.prompt.tokens,
-            prepared.max_tokens,
+            min(thinking.budget, prepared.max_tokens),
             prepared.sampling,
             namespace=prepared.workspace,
-            keep=plan.keep,
+            keep=keep,
+            grammar=thinking_grammar(),
+        )
+        stream = ThinkingStream()
+        finish: FinishReason = "length"
+        for event in assembler.thinking(""):
+            yield event
+        generation = engine.generate(request)
+        try:
+            async for chunk in generation:
+                progress.output_tokens += chunk.tokens
+                progress.thinking_tokens += chunk.tokens
+                shown = stream.feed(chunk.text)
+                if thinking.display == "summarized":
+                    for event in assembler.thinking(shown):
+                        yield event
+                if chunk.finish is not None:
+                    finish = chunk.finish
+                    break
+        finally:
+            await generation.aclose()
+        rest = stream.flush()
+        if thinking.display == "summarized":
+            for event in assembler.thinking(rest):
+                yield event
+        for event in assembler.sign_thinking(self.signer.sign(stream.text)):
+            yield event
+        if finish == "context_full":
+            ended.append("model_context_window_exceeded")
+            return
+        closed = await engine.tokenize(stream.text, special=False)
+        closed += await engine.tokenize(markup.THINK_CLOSE, special=False)
+        ended.append(prepared.prompt.tokens + tuple(closed))
+
+    async def _answer(
+        self,
+        prepared: PreparedMessage,
+        assembler: MessageAssembler,
+        progress: _Progress,
+        tokens: tuple[int, ...],
+        keep: tuple[KeepPoint, ...],
+        result: list[tuple[StopReason, str | None]],
+    ) -> AsyncGenerator[StreamEvent, None]:
+        matcher = StopMatcher(list(prepared.stop_sequences))
+        parser = ReplyParser(assembler, calls=prepared.plan.calls)
+        budget = prepared.max_tokens - progress.output_tokens
+        request = GenerationRequest(
+            tokens,
+            budget,
+            prepared.sampling,
+            namespace=prepared.workspace,
+            keep=keep,
+            grammar=prepared.plan.grammar,
+            end_in_budget=prepared.plan.grammar is not None,
         )
         stop_reason: StopReason = "end_turn"
         matched: str | None = None
-        output_tokens = 0
+        if len(tokens) >= prepared.served.engine.info.context_window:
+            result.append(("model_context_window_exceeded", None))
+            return
         generation = prepared.served.engine.generate(request)
         try:
             async for chunk in generation:
-                output_tokens += chunk.tokens
+                progress.output_tokens += chunk.tokens
                 scan = matcher.feed(chunk.text)
-                for event in assembler.text(scan.text):
+                for event in parser.feed(scan.text):
                     yield event
                 if scan.matched is not None:
                     stop_reason, matched = "stop_sequence", scan.matched
@@ -159,10 +263,13 @@ class MessagesService:
         finally:
             await generation.aclose()
         if matched is None:
-            for event in assembler.text(matcher.flush()):
+            for event in parser.feed(matcher.flush()):
                 yield event
-        for event in assembler.finish(stop_reason, matched, output_tokens):
+        for event in parser.flush():
             yield event
+        if stop_reason == "end_turn" and parser.tool_calls:
+            stop_reason = "tool_use"
+        result.append((stop_reason, matched))
 
     async def _render(
         self,
@@ -171,14 +278,55 @@ class MessagesService:
         *,
         enforce_window: bool = True,
     ) -> _Rendered:
-        conversation = to_conversation(params.messages, params.system)
-        points = breakpoints(conversation, params.cache_control)
+        tools = custom_tools(params)
+        conversation = to_conversation(
+            params.messages, params.system, tools=tools, open_signature=self.signer.open
+        )
+        plan = plan_reply(
+            params,
+            tools,
+            budgets=served.config.thinking_budgets,
+            last_user_text=_last_user_text(conversation),
+            has_prefill=bool(conversation.prefill),
+        )
         template = self._template(served)
-        prompt = await tokenize(served.engine, template.segments(conversation))
+        thinking = plan.thinking is not None
+        if thinking and not template.native_reasoning:
+            conversation = conversation.with_instruction(markup.THINKING_INSTRUCTION)
+        points = breakpoints(conversation, params.cache_control)
+        segments = template.segments(conversation, thinking=thinking)
+        prompt = await tokenize(served.engine, segments)
+        if thinking and not segments[-1].text.endswith(markup.THINK_OPEN):
+            opener = await served.engine.tokenize(markup.THINK_OPEN, special=False)
+            prompt = Prompt(prompt.tokens + tuple(opener), prompt.block_ends)
         window = served.engine.info.context_window
         if enforce_window and len(prompt.tokens) > window:
             raise PromptTooLongError(len(prompt.tokens), window)
-        return _Rendered(prompt, tuple(points))
+        return _Rendered(prompt, tuple(points), plan)
+
+    async def _compile(self, served: ServedModel, plan: ReplyPlan, params: MessageCreateParams) -> ReplyPlan:
+        """Compile the answer's grammar now, so a schema the engine cannot handle is a 400, not a
+        failed stream. Non-strict tool schemas that do not compile are opened up to any object."""
+        if plan.grammar is None:
+            return plan
+        engine = served.engine
+        try:
+            await asyncio.to_thread(engine.check_grammar, plan.grammar)
+            return plan
+        except GrammarError as exc:
+            error = exc
+        if plan.relaxed_grammar is not None:
+            try:
+                await asyncio.to_thread(engine.check_grammar, plan.relaxed_grammar)
+                return replace(plan, grammar=plan.relaxed_grammar)
+            except GrammarError as exc:
+                error = exc
+        where = (
+            "output_config.format.schema"
+            if params.output_config and params.output_config.format
+            else ("output_format.schema" if params.output_format else "tools")
+        )
+        raise InvalidRequestError(f"{where}: the schema could not be compiled into a grammar: {error}")
 
     def _template(self, served: ServedModel) -> ChatTemplate:
         key = id(served.engine)
@@ -187,8 +335,12 @@ class MessagesService:
         return self._templates[key]
 
 
+def _last_user_text(conversation: Conversation) -> str:
+    users = [turn for turn in conversation.turns if turn.role == "user"]
+    return users[-1].text if users else ""
+
+
 def _reject_unsupported(params: MessageCreateParams | CountTokensParams) -> None:
-    set_fields = params.model_dump(include=set(NOT_YET_SUPPORTED), exclude_none=True)
-    for name, value in set_fields.items():
-        if value not in _NEUTRAL.get(name, ()):
-            raise InvalidRequestError(f"{name}: this parameter is not supported by Sijo yet")
+    set_fields: dict[str, Any] = params.model_dump(include=set(NOT_YET_SUPPORTED), exclude_none=True)
+    for name in set_fields:
+        raise InvalidRequestError(f"{name}: this parameter is not supported by Sijo yet")

@@ -72,7 +72,8 @@ async def test_models_paging(client: httpx.AsyncClient) -> None:
 async def test_model_retrieve_by_alias_and_unknown(client: httpx.AsyncClient) -> None:
     info = (await client.get("/v1/models/claude-haiku-4-5")).json()
     assert info["id"] == "claude-haiku-4-5-20251001" and info["type"] == "model"
-    assert info["capabilities"]["thinking"]["supported"] is False
+    assert info["capabilities"]["thinking"]["supported"] is True
+    assert info["capabilities"]["image_input"]["supported"] is False
     missing = await client.get("/v1/models/claude-nope")
     assert missing.status_code == 404 and missing.json()["error"]["message"] == "model: claude-nope"
 

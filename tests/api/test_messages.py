@@ -12,7 +12,7 @@ import pytest
 
 from sijo.config import Settings
 from sijo.engines.fake import FakeEngine
-from sijo.output.accumulate import apply
+from sijo.output.accumulate import Accumulator
 from sijo.protocol.events import (
     ContentBlockDeltaEvent,
     ContentBlockStartEvent,
@@ -22,7 +22,6 @@ from sijo.protocol.events import (
     MessageStopEvent,
     StreamEvent,
 )
-from sijo.protocol.message import Message
 
 GOLDEN = Path(__file__).parent / "golden"
 BODY: dict[str, Any] = {
@@ -69,10 +68,11 @@ async def test_non_streaming_message_is_the_fold_of_the_stream(
     engine.enqueue(["Hello", " there"])
     engine.enqueue(["Hello", " there"])
     streamed = await client.post("/v1/messages", json={**BODY, "stream": True})
-    message: Message | None = None
+    accumulator = Accumulator()
     for name, data in parse_sse(streamed.text):
         if name in EVENT_TYPES:
-            message = apply(message, EVENT_TYPES[name].model_validate(data))
+            accumulator.apply(EVENT_TYPES[name].model_validate(data))
+    message = accumulator.message
     created = (await client.post("/v1/messages", json=BODY)).json()
     assert message is not None
     folded = message.model_dump(mode="json")
@@ -158,6 +158,20 @@ async def test_malformed_bodies(
     assert body["request_id"] == response.headers["request-id"]
 
 
+WEATHER = {
+    "name": "get_weather",
+    "description": "Current weather",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+AGE_SCHEMA = {"type": "object", "properties": {"age": {"type": "integer", "minimum": 0}}}
+RECURSIVE = {
+    "type": "object",
+    "$defs": {"node": {"type": "object", "properties": {"child": {"$ref": "#/$defs/node"}}}},
+    "properties": {"child": {"$ref": "#/$defs/node"}},
+}
+CALL = {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}]}
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -171,7 +185,83 @@ async def test_malformed_bodies(
         ({"stream": True, "max_tokens": 0}, "max_tokens: 0 is not allowed when stream is true"),
         (
             {"thinking": {"type": "enabled", "budget_tokens": 2000}},
-            "thinking: this parameter is not supported",
+            "max_tokens: `max_tokens` must be greater than `thinking.budget_tokens`",
+        ),
+        (
+            {"max_tokens": 5000, "thinking": {"type": "enabled", "budget_tokens": 1000}},
+            "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024",
+        ),
+        (
+            {"thinking": {"type": "adaptive"}, "tools": [WEATHER], "tool_choice": {"type": "any"}},
+            "tool_choice: Thinking may not be enabled when tool_choice forces tool use.",
+        ),
+        (
+            {"thinking": {"type": "adaptive"}, "temperature": 0.5},
+            "temperature: `temperature` may only be set to 1",
+        ),
+        (
+            {"thinking": {"type": "adaptive"}, "messages": [*BODY["messages"], {"role": "assistant", "content": "Hi"}]},
+            "messages: a final assistant message (prefill) cannot be used when thinking is enabled",
+        ),
+        ({"thinking": {"type": "sometimes"}}, "thinking: Input tag 'sometimes'"),
+        ({"tools": [{**WEATHER, "name": "get weather"}]}, "tools.0.name: String should match pattern"),
+        (
+            {"tools": [{**WEATHER, "input_schema": {"type": "string"}}]},
+            "tools.0.input_schema.type: Input should be 'object'",
+        ),
+        (
+            {"tools": [{"type": "web_search_20250305", "name": "web_search"}]},
+            "tools.0.type: 'web_search_20250305' tools are not supported by Sijo yet",
+        ),
+        ({"tools": [WEATHER, WEATHER]}, "tools: Tool names must be unique."),
+        (
+            {"tools": [WEATHER], "tool_choice": {"type": "tool", "name": "nope"}},
+            "tool_choice.name: no tool named 'nope' in tools",
+        ),
+        ({"tool_choice": {"type": "any"}}, "tool_choice: tool_choice may only be specified while providing tools"),
+        ({"tool_choice": {"type": "sometimes"}}, "tool_choice: Input tag 'sometimes'"),
+        (
+            {"output_config": {"format": {"type": "json_schema", "schema": AGE_SCHEMA}}},
+            "output_config.format.schema.properties.age: 'minimum' is not supported",
+        ),
+        (
+            {"output_format": {"type": "json_schema", "schema": AGE_SCHEMA}},
+            "output_format.schema.properties.age: 'minimum' is not supported",
+        ),
+        (
+            {"output_config": {"format": {"type": "json_schema", "schema": RECURSIVE}}},
+            "output_config.format.schema.$defs.node.properties.child.$ref: recursive schemas are not supported",
+        ),
+        (
+            {"tools": [{**WEATHER, "strict": True, "input_schema": {"type": "object", "properties": {
+                "x": {"$ref": "https://example.com/s.json"}}}}]},
+            "tools.0.input_schema.properties.x.$ref: only local references",
+        ),
+        (
+            {"tools": [{**WEATHER, "strict": True, "input_schema": {"type": "object", "properties": {
+                "x": {"type": "string", "maxLength": 5}}}}]},
+            "tools.0.input_schema.properties.x: 'maxLength' is not supported",
+        ),
+        (
+            {"output_config": {"format": {"type": "json_schema", "schema": {"type": "object", "additionalProperties": True}}}},
+            "output_config.format.schema.additionalProperties: additionalProperties must be false",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_x"}]}]},
+            "messages.0.content.0: unexpected `tool_use_id` found in `tool_result` blocks: toolu_x.",
+        ),
+        (
+            {"messages": [*BODY["messages"], CALL, {"role": "user", "content": "and?"}]},
+            "messages.1: `tool_use` ids were found without `tool_result` blocks immediately after: toolu_1.",
+        ),
+        (
+            {"messages": [*BODY["messages"], CALL, {"role": "user", "content": [
+                {"type": "text", "text": "here"}, {"type": "tool_result", "tool_use_id": "toolu_1"}]}]},
+            "messages.2.content.1: `tool_result` blocks must come first",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "tool_use", "id": "t", "name": "x", "input": {}}]}]},
+            "messages.0.content.0: `tool_use` blocks can only be in `assistant` messages",
         ),
         ({"speed": "fast"}, "speed: fast mode is not supported"),
         ({"cache_control": {"type": "persistent"}}, "cache_control.type: Input should be 'ephemeral'"),
@@ -188,7 +278,13 @@ async def test_invalid_requests_name_the_field(
 
 
 async def test_neutral_values_of_unsupported_fields_are_accepted(client: httpx.AsyncClient) -> None:
-    body = {**BODY, "tools": [], "thinking": {"type": "disabled"}, "service_tier": "auto"}
+    body = {
+        **BODY,
+        "tools": [],
+        "tool_choice": {"type": "auto"},
+        "thinking": {"type": "disabled"},
+        "service_tier": "auto",
+    }
     assert (await client.post("/v1/messages", json=body)).status_code == 200
 
 

@@ -238,3 +238,21 @@ async def test_a_full_engine_answers_529_with_retry_after(client: httpx.AsyncCli
         assert response.status_code == 529
         assert response.headers["retry-after"] == "1"
         assert response.json()["error"]["type"] == "overloaded_error"
+
+
+async def test_a_breakpoint_on_the_tools_caches_them_ahead_of_the_system_prompt(
+    app_client: httpx.AsyncClient,
+) -> None:
+    """Tools render first: a cache_control on the last tool caches the tools alone, so a request with
+    another system prompt still reads them."""
+    tool = {
+        "name": "lookup",
+        "description": DOC,
+        "input_schema": {"type": "object"},
+        "cache_control": {"type": "ephemeral"},
+    }
+    first = await usage_of(app_client, body([{"type": "text", "text": "Be brief."}], tools=[tool]))
+    assert first["cache_creation_input_tokens"] > len(DOC) and first["cache_read_input_tokens"] == 0
+    other = await usage_of(app_client, body([{"type": "text", "text": "Be long."}], tools=[tool]))
+    assert other["cache_read_input_tokens"] == first["cache_creation_input_tokens"]
+    assert other["cache_creation_input_tokens"] == 0

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import Server, start_server, stop_server
 
 GUIDE = Path(__file__).parent / "guide"
 
@@ -92,3 +94,37 @@ def test_curl_example_returns_a_message(server: Server) -> None:
     assert message["model"] == "claude-sonnet-4-6"
     assert message["stop_reason"] in {"end_turn", "max_tokens"}
     assert message["usage"]["output_tokens"] >= 1
+
+
+# The tool and thinking examples ask for max_tokens of 1024 to 32000, and a 135M model rarely stops
+# on its own: they run on a server with a 1280-token window, so each reply ends within seconds (at
+# the window at worst), the files unchanged. The tool loop repeats a request until one ends with
+# end_turn; at 3072 tokens a run-on reply took ~50 s and about 2 in 3 ran on, so the loop sometimes
+# outlived its timeout; at 1280 a run-on reply takes ~10 s (measured: 6 runs, 3 to 27 s each).
+SMALL_WINDOW = {"default": {"context_window": 1280}}
+
+
+@pytest.fixture(scope="module")
+def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIJO_")}
+    running = start_server(tmp_path_factory.mktemp("guide"), {**env, "SIJO_ENGINES": json.dumps(SMALL_WINDOW)})
+    yield running
+    stop_server(running)
+
+
+def test_tool_use_example_runs_its_loop_to_the_end(small_server: Server) -> None:
+    """The definition snippet, then the loop snippet that continues it: the loop must end."""
+    output = _run_in_guide_dir(small_server, "tool_use.py")
+    response = json.loads(output[output.index("Response: ") + len("Response: ") : output.index("\nStop reason:")])
+    assert response["type"] == "message" and response["stop_reason"] in {"end_turn", "tool_use", "max_tokens"}
+    assert "Final answer:" in output
+
+
+def test_adaptive_thinking_example_runs_unchanged(small_server: Server) -> None:
+    output = _run_in_guide_dir(small_server, "adaptive_thinking.py")
+    assert re.search(r"\[사고 블록: \d+자\]", output)
+
+
+def test_xhigh_effort_example_runs_unchanged(small_server: Server) -> None:
+    output = _run_in_guide_dir(small_server, "xhigh_effort.py")
+    assert "Blocks: ['thinking'" in output

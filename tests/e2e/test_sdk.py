@@ -105,7 +105,10 @@ def test_models_list_and_retrieve(sdk: anthropic.Anthropic) -> None:
     assert {"claude-opus-4-7", "claude-sonnet-4-6", "claude-haiku-4-5-20251001"} <= set(ids)
     alias = sdk.models.retrieve("claude-haiku-4-5")
     assert alias.id == "claude-haiku-4-5-20251001" and alias.type == "model"
-    assert alias.max_input_tokens == 8192 and alias.max_tokens == 8192
+    # the window is the local model's; max_tokens is Haiku 4.5's own limit (a longer reply stops at the window)
+    assert alias.max_input_tokens == 8192 and alias.max_tokens == 64_000
+    local = sdk.models.retrieve("smollm2-135m-instruct")
+    assert local.max_input_tokens == local.max_tokens == 8192
     page = sdk.models.list(limit=2)
     assert len(page.data) == 2 and page.has_more and page.last_id == page.data[1].id
 
@@ -115,12 +118,16 @@ def test_models_list_and_retrieve(sdk: anthropic.Anthropic) -> None:
     [
         ({"model": "no-such-model"}, anthropic.NotFoundError, "model: no-such-model"),
         ({"messages": []}, anthropic.BadRequestError, "messages: at least one message"),
-        ({"max_tokens": 20_000}, anthropic.BadRequestError, "max_tokens: 20000 > 8192"),
+        (
+            {"model": "smollm2-135m-instruct", "max_tokens": 20_000},
+            anthropic.BadRequestError,
+            "max_tokens: 20000 > 8192",
+        ),
         ({"extra_body": {"temperature": 3}}, anthropic.BadRequestError, "temperature:"),
         (
-            {"tools": [{"name": "t", "input_schema": {"type": "object"}}]},
+            {"tools": [{"type": "web_search_20250305", "name": "web_search"}]},
             anthropic.BadRequestError,
-            "tools:",
+            "tools.0.type: 'web_search_20250305' tools are not supported",
         ),
         (
             {"messages": [{"role": "user", "content": "word " * 9000}]},

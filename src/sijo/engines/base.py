@@ -32,13 +32,30 @@ class KeepPoint:
 
 @dataclass(frozen=True, slots=True)
 class GenerationRequest:
-    """`namespace` scopes KV reuse: a request only reuses cells kept under its own namespace."""
+    """`namespace` scopes KV reuse: a request only reuses cells kept under its own namespace.
+
+    `grammar`, when set, is an llguidance grammar (Lark dialect, `%json` schemas inline) that every
+    sampled token must keep satisfying; once it is complete only end-of-turn may follow. vLLM and
+    SGLang accept the same grammars, so a remote engine can honour it too.
+    """
 
     tokens: tuple[int, ...]
     max_tokens: int
     sampling: Sampling = Sampling()
     namespace: str = ""
     keep: tuple[KeepPoint, ...] = ()
+    grammar: str | None = None
+    end_in_budget: bool = False
+
+
+# `end_in_budget` (with a grammar): the reply must complete its grammar within `max_tokens` (and the
+# context window). Near the end, a sampled token is only kept if the grammar can still be completed
+# in the tokens left after it; otherwise the engine writes the shortest ending it knows and finishes
+# with "length", since the budget is what ended the reply.
+
+
+class GrammarError(ValueError):
+    """A grammar the engine cannot compile (the message says why)."""
 
 
 # eos: the model ended its turn; length: max_tokens reached; context_full: no room left in the window.
@@ -75,6 +92,10 @@ class Engine(Protocol):
 
     def check_capacity(self) -> None:
         """Raise `OverloadedError` if a request submitted now would be refused."""
+        ...
+
+    def check_grammar(self, grammar: str) -> None:
+        """Compile `grammar` (cached for later requests); raise `GrammarError` if it cannot be."""
         ...
 
     def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]: ...

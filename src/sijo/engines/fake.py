@@ -37,6 +37,7 @@ class FakeEngine:
         self.delay = delay
         self.capacity = capacity  # requests at once; None: unbounded
         self.requests: list[GenerationRequest] = []
+        self.grammars: list[str] = []
         self.cancelled = 0
         self.active = 0
 
@@ -53,6 +54,9 @@ class FakeEngine:
     def check_capacity(self) -> None:
         if self.capacity is not None and self.active >= self.capacity:
             raise OverloadedError("Overloaded", headers={"retry-after": "1"})
+
+    def check_grammar(self, grammar: str) -> None:
+        self.grammars.append(grammar)  # the fake does not constrain: its replies are scripted
 
     def stats(self) -> dict[str, int | float]:
         return {"running": self.active, "requests": len(self.requests), "cancelled": self.cancelled}

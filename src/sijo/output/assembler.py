@@ -1,30 +1,48 @@
-"""Assembling the stream: text and stop information → the Claude API's stream events (reference §3)."""
+"""Assembling the stream: thinking, text and tool calls → the Claude API's stream events (reference §3).
+
+Blocks open lazily and close when the next kind starts, so indices are sequential and an empty
+reply has no block. A tool call's input streams as `input_json_delta` fragments; a thinking block
+ends with one `signature_delta`.
+"""
 
 from __future__ import annotations
+
+from typing import Literal
 
 from sijo.protocol.events import (
     ContentBlockDeltaEvent,
     ContentBlockStartEvent,
     ContentBlockStopEvent,
+    InputJsonDelta,
     MessageDelta,
     MessageDeltaEvent,
     MessageDeltaUsage,
     MessageStartEvent,
     MessageStopEvent,
+    SignatureDelta,
     StreamEvent,
     TextDelta,
+    ThinkingDelta,
 )
-from sijo.protocol.message import Message, StopReason, TextBlock, Usage
+from sijo.protocol.message import (
+    Message,
+    OutputTokensDetails,
+    StopReason,
+    TextBlock,
+    ThinkingBlock,
+    ToolUseBlock,
+    Usage,
+)
+
+BlockKind = Literal["text", "thinking", "tool_use"]
 
 
 class MessageAssembler:
-    """Builds the events of one message; text blocks open lazily so an empty reply has no block."""
-
     def __init__(self, *, message_id: str, model: str, usage: Usage) -> None:
         self._message_id = message_id
         self._model = model
         self._usage = usage
-        self._block_open = False
+        self._open: BlockKind | None = None
         self._next_index = 0
 
     def start(self) -> list[StreamEvent]:
@@ -43,27 +61,68 @@ class MessageAssembler:
     def text(self, text: str) -> list[StreamEvent]:
         if not text:
             return []
-        events: list[StreamEvent] = []
-        if not self._block_open:
-            events.append(ContentBlockStartEvent(index=self._next_index, content_block=TextBlock(text="")))
-            self._block_open = True
+        events = self._open_block("text")
         events.append(ContentBlockDeltaEvent(index=self._next_index, delta=TextDelta(text=text)))
         return events
 
+    def thinking(self, thinking: str) -> list[StreamEvent]:
+        """Thinking text (may be empty: with `display: omitted` the block still opens)."""
+        events = self._open_block("thinking")
+        if thinking:
+            events.append(
+                ContentBlockDeltaEvent(index=self._next_index, delta=ThinkingDelta(thinking=thinking))
+            )
+        return events
+
+    def sign_thinking(self, signature: str) -> list[StreamEvent]:
+        events = self._open_block("thinking")
+        events.append(
+            ContentBlockDeltaEvent(index=self._next_index, delta=SignatureDelta(signature=signature))
+        )
+        return events + self.close()
+
+    def tool_use(self, tool_use_id: str, name: str) -> list[StreamEvent]:
+        events = self.close()
+        block = ToolUseBlock(id=tool_use_id, name=name, input={})
+        events.append(ContentBlockStartEvent(index=self._next_index, content_block=block))
+        self._open = "tool_use"
+        return events
+
+    def tool_input(self, fragment: str) -> list[StreamEvent]:
+        if self._open != "tool_use" or not fragment:
+            return []
+        delta = InputJsonDelta(partial_json=fragment)
+        return [ContentBlockDeltaEvent(index=self._next_index, delta=delta)]
+
+    def close(self) -> list[StreamEvent]:
+        if self._open is None:
+            return []
+        self._open = None
+        self._next_index += 1
+        return [ContentBlockStopEvent(index=self._next_index - 1)]
+
     def finish(
-        self, stop_reason: StopReason, stop_sequence: str | None, output_tokens: int
+        self, stop_reason: StopReason, stop_sequence: str | None, output_tokens: int, thinking_tokens: int = 0
     ) -> list[StreamEvent]:
-        events: list[StreamEvent] = []
-        if self._block_open:
-            events.append(ContentBlockStopEvent(index=self._next_index))
-            self._block_open = False
-            self._next_index += 1
+        events = self.close()
         usage = MessageDeltaUsage(
             input_tokens=self._usage.input_tokens,
             cache_creation_input_tokens=self._usage.cache_creation_input_tokens,
             cache_read_input_tokens=self._usage.cache_read_input_tokens,
             output_tokens=output_tokens,
+            output_tokens_details=OutputTokensDetails(thinking_tokens=thinking_tokens),
         )
         delta = MessageDelta(stop_reason=stop_reason, stop_sequence=stop_sequence)
         events += [MessageDeltaEvent(delta=delta, usage=usage), MessageStopEvent()]
+        return events
+
+    def _open_block(self, kind: BlockKind) -> list[StreamEvent]:
+        if self._open == kind:
+            return []
+        events = self.close()
+        block: TextBlock | ThinkingBlock = (
+            TextBlock(text="") if kind == "text" else ThinkingBlock(thinking="", signature="")
+        )
+        events.append(ContentBlockStartEvent(index=self._next_index, content_block=block))
+        self._open = kind
         return events

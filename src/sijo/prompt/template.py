@@ -10,8 +10,10 @@ Each content block is its own segment, so the prompt knows where every block end
 
 from __future__ import annotations
 
+import json
+import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
@@ -20,7 +22,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from sijo.engines.base import Engine, EngineInfo
 from sijo.errors import InvalidRequestError
-from sijo.prompt.conversation import Conversation, Part
+from sijo.prompt import markup
+from sijo.prompt.conversation import Conversation, Part, ToolCall, ToolOutcome, ToolSpec, Turn
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,51 +50,166 @@ def _strftime_now(fmt: str) -> str:
 
 
 class ChatTemplate:
+    """A model's chat template, and what it can render by itself.
+
+    `native_tools`: the template renders a `tools` list, assistant `tool_calls` and `tool` messages,
+    and teaches the `<tool_call>` JSON syntax Sijo's grammars force and its parser reads (the
+    Hermes/Qwen family). Such templates get tools, calls and results as data; any other template
+    gets them as text in Sijo's generic markup. `native_reasoning`: the template knows `</think>`
+    (Qwen3, DeepSeek-R1 and kin); it gets `enable_thinking` and no prompting to reason.
+    """
+
     def __init__(self, info: EngineInfo) -> None:
         # The settings Hugging Face uses for chat templates, which GGUF templates are written for.
         env = ImmutableSandboxedEnvironment(
             trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
         )
         env.globals.update(raise_exception=_raise_exception, strftime_now=_strftime_now)
-        self._template = env.from_string(info.chat_template)
+        env.filters["tojson"] = self._tojson
+        source = info.chat_template
+        self._template = env.from_string(source)
         self._info = info
+        self._rendering: _Rendering | None = None
+        self.native_tools = all(word in source for word in ("tools", "tool_calls", markup.CALL_OPEN.strip()))
+        self.native_reasoning = markup.THINK_END in source
 
-    def segments(self, conversation: Conversation) -> list[Segment]:
-        marker = f"\x00sijo-{secrets.token_hex(4)}:"  # letters, so case filters show
-        contents: list[_Content] = []
-
-        def placeholder(parts: tuple[Part, ...], joiner: str) -> str:
-            contents.append(_Content(parts, joiner))
-            return f"{marker}{len(contents) - 1}\x00"
-
-        messages: list[dict[str, Any]] = []
-        if conversation.system:
-            messages.append({"role": "system", "content": placeholder(conversation.system, "\n\n")})
-        messages += [
-            {"role": t.role, "content": placeholder(t.parts, "" if t.role == "assistant" else "\n\n")}
-            for t in conversation.turns
-        ]
-        rendered = self._render(messages)
-        segments = _split(rendered, marker, contents)
+    def segments(self, conversation: Conversation, *, thinking: bool = False) -> list[Segment]:
+        rendering = _Rendering(f"\x00sijo-{secrets.token_hex(4)}:")  # letters, so case filters show
+        native = self.native_tools and any(p.data is not None for p in conversation.parts())
+        messages, tools = (_native if native else _generic)(conversation, rendering)
+        extra: dict[str, Any] = {"tools": tools} if tools else {}
+        if self.native_reasoning:
+            extra["enable_thinking"] = thinking
+        rendered = self._render(messages, rendering, extra)
+        segments = _split(rendered, rendering)
         if segments is None:  # the template transformed a content: fall back to the plain text
-            plain = [{"role": m["role"], "content": _fill(m["content"], marker, contents)} for m in messages]
-            segments = [Segment(self._render(plain), user_data=False)]
+            plain = [{**m, "content": rendering.fill(m["content"])} for m in messages]
+            segments = [Segment(self._render(plain, None, extra), user_data=False)]
         if conversation.prefill:
             segments += _Content(conversation.prefill, "").segments()
         return segments
 
-    def _render(self, messages: list[dict[str, Any]]) -> str:
+    def _render(
+        self, messages: list[dict[str, Any]], rendering: _Rendering | None, extra: dict[str, Any]
+    ) -> str:
+        self._rendering = rendering
         try:
             return self._template.render(
                 messages=messages,
                 add_generation_prompt=True,
                 bos_token=self._info.bos_token,
                 eos_token=self._info.eos_token,
+                **extra,
             )
         except TemplateError as exc:
             raise InvalidRequestError(
                 f"messages: the model's chat template rejected this conversation: {exc}"
             ) from exc
+        finally:
+            self._rendering = None
+
+    def _tojson(self, value: Any, indent: int | None = None, **options: Any) -> str:
+        """Hugging Face's `tojson` (no HTML escaping); a tool or call argument object given as data
+        becomes a placeholder, so that its JSON is tokenised as user data and ends its block."""
+        text = json.dumps(value, ensure_ascii=False, indent=indent, **_json_options(options))
+        rendering = self._rendering
+        part = rendering.objects.get(id(value)) if rendering is not None else None
+        if rendering is None or part is None:
+            return text
+        return rendering.placeholder((replace(part, text=text),), "")
+
+
+def _json_options(options: dict[str, Any]) -> dict[str, Any]:
+    chosen: dict[str, Any] = {}
+    if options.get("separators") is not None:
+        chosen["separators"] = tuple(options["separators"])
+    if options.get("sort_keys"):
+        chosen["sort_keys"] = True
+    return chosen
+
+
+class _Rendering:
+    """One render's placeholders: message contents, and the data objects whose JSON is user data."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+        self.contents: list[_Content] = []
+        self.objects: dict[int, Part] = {}
+
+    def placeholder(self, parts: tuple[Part, ...], joiner: str) -> str:
+        self.contents.append(_Content(parts, joiner))
+        return f"{self.marker}{len(self.contents) - 1}\x00"
+
+    def data(self, value: dict[str, Any], part: Part) -> dict[str, Any]:
+        """Mark `value` (kept alive by the messages being rendered) as the data of `part`."""
+        self.objects[id(value)] = part
+        return value
+
+    def fill(self, text: str) -> str:
+        for index, content in enumerate(self.contents):
+            text = text.replace(f"{self.marker}{index}\x00", content.text)
+        return text
+
+
+def _generic(conversation: Conversation, rendering: _Rendering) -> tuple[list[dict[str, Any]], list[Any]]:
+    messages: list[dict[str, Any]] = []
+    if conversation.system:
+        messages.append({"role": "system", "content": rendering.placeholder(conversation.system, "\n\n")})
+    messages += [
+        {"role": t.role, "content": rendering.placeholder(t.parts, "" if t.role == "assistant" else "\n\n")}
+        for t in conversation.turns
+    ]
+    return messages, []
+
+
+def _native(conversation: Conversation, rendering: _Rendering) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Tools as a `tools` list, calls as `tool_calls`, results as `tool` messages: the OpenAI shape
+    that Hugging Face chat templates are written for."""
+    tools: list[Any] = []
+    system: list[Part] = []
+    for part in conversation.system:
+        if isinstance(part.data, ToolSpec):
+            spec = part.data
+            function = {"name": spec.name, "description": spec.description or "", "parameters": spec.schema}
+            wrapped = {"type": "function", "function": rendering.data(function, part)}
+            tools.append(rendering.data(wrapped, part))
+        else:
+            system.append(part)
+    messages: list[dict[str, Any]] = []
+    if system:
+        messages.append({"role": "system", "content": rendering.placeholder(tuple(system), "\n\n")})
+    for turn in conversation.turns:
+        messages += _native_turn(turn, rendering)
+    return messages, tools
+
+
+def _native_turn(turn: Turn, rendering: _Rendering) -> list[dict[str, Any]]:
+    if turn.role == "assistant":
+        calls = [p for p in turn.parts if isinstance(p.data, ToolCall)]
+        text = tuple(p for p in turn.parts if not isinstance(p.data, ToolCall))
+        content = rendering.placeholder(text, "") if text else ""
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if calls:
+            message["tool_calls"] = [_call(p, rendering) for p in calls]
+        return [message]
+    messages: list[dict[str, Any]] = []
+    for part in turn.parts:
+        if isinstance(part.data, ToolOutcome):
+            outcome = part.data
+            content = f"Error: {outcome.content}" if outcome.is_error else outcome.content
+            placeholder = rendering.placeholder((replace(part, text=content),), "")
+            messages.append({"role": "tool", "content": placeholder, "tool_call_id": outcome.tool_use_id})
+    rest = tuple(p for p in turn.parts if not isinstance(p.data, ToolOutcome))
+    if rest:
+        messages.append({"role": turn.role, "content": rendering.placeholder(rest, "\n\n")})
+    return messages
+
+
+def _call(part: Part, rendering: _Rendering) -> dict[str, Any]:
+    assert isinstance(part.data, ToolCall)
+    call = part.data
+    arguments = rendering.data(dict(call.input), part)
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": arguments}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,25 +232,26 @@ class _Content:
         return segments
 
 
-def _split(rendered: str, marker: str, contents: list[_Content]) -> list[Segment] | None:
+def _split(rendered: str, rendering: _Rendering) -> list[Segment] | None:
+    """The render cut at its placeholders, in the order they appear; None if a content is missing or
+    repeated (the template transformed it)."""
+    pattern = re.compile(re.escape(rendering.marker) + r"(\d+)\x00")
     segments: list[Segment] = []
-    rest = rendered
-    for index, content in enumerate(contents):
-        token = f"{marker}{index}\x00"
-        before, found, rest = rest.partition(token)
-        if not found or marker in before:
+    seen: set[int] = set()
+    position = 0
+    for match in pattern.finditer(rendered):
+        index = int(match.group(1))
+        if index in seen or index >= len(rendering.contents):
             return None
-        segments += [Segment(before, user_data=False), *content.segments()]
-    if marker in rest:
+        seen.add(index)
+        segments.append(Segment(rendered[position : match.start()], user_data=False))
+        segments += rendering.contents[index].segments()
+        position = match.end()
+    rest = rendered[position:]
+    if rendering.marker in rest or len(seen) != len(rendering.contents):
         return None
     segments.append(Segment(rest, user_data=False))
     return [s for s in segments if s.text]
-
-
-def _fill(text: str, marker: str, contents: list[_Content]) -> str:
-    for index, content in enumerate(contents):
-        text = text.replace(f"{marker}{index}\x00", content.text)
-    return text
 
 
 async def tokenize(engine: Engine, segments: list[Segment]) -> Prompt:

@@ -32,6 +32,10 @@ class ImageBlockParam(_OpaqueBlockParam):
     type: Literal["image"]
 
 
+class ToolReferenceBlockParam(_OpaqueBlockParam):
+    type: Literal["tool_reference"]
+
+
 class DocumentBlockParam(_OpaqueBlockParam):
     type: Literal["document"]
 
@@ -40,20 +44,45 @@ class SearchResultBlockParam(_OpaqueBlockParam):
     type: Literal["search_result"]
 
 
-class ToolUseBlockParam(_OpaqueBlockParam):
+ToolResultContentParam = Annotated[
+    TextBlockParam | ImageBlockParam | SearchResultBlockParam | DocumentBlockParam | ToolReferenceBlockParam,
+    Field(discriminator="type"),
+]
+
+
+class ToolCallerParam(WireModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    type: str
+
+
+class ToolUseBlockParam(WireModel):
     type: Literal["tool_use"]
+    id: str
+    name: str
+    input: dict[str, Any]
+    caller: ToolCallerParam | None = None
+    cache_control: CacheControl | None = None
 
 
-class ToolResultBlockParam(_OpaqueBlockParam):
+class ToolResultBlockParam(WireModel):
     type: Literal["tool_result"]
+    tool_use_id: str
+    content: str | list[ToolResultContentParam] | None = None
+    is_error: bool | None = None
+    cache_control: CacheControl | None = None
 
 
-class ThinkingBlockParam(_OpaqueBlockParam):
+class ThinkingBlockParam(WireModel):
     type: Literal["thinking"]
+    thinking: str
+    signature: str
+    cache_control: CacheControl | None = None
 
 
-class RedactedThinkingBlockParam(_OpaqueBlockParam):
+class RedactedThinkingBlockParam(WireModel):
     type: Literal["redacted_thinking"]
+    data: str
+    cache_control: CacheControl | None = None
 
 
 class ServerToolUseBlockParam(_OpaqueBlockParam):

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from sijo.protocol.base import ResponseModel
-from sijo.protocol.message import ContentBlock, Message, StopReason
+from sijo.protocol.message import ContentBlock, Message, OutputTokensDetails, StopReason
 
 
 class MessageStartEvent(ResponseModel):
@@ -26,7 +26,24 @@ class TextDelta(ResponseModel):
     text: str
 
 
-BlockDelta = Annotated[TextDelta, Field(discriminator="type")]
+class InputJsonDelta(ResponseModel):
+    type: Literal["input_json_delta"] = "input_json_delta"
+    partial_json: str
+
+
+class ThinkingDelta(ResponseModel):
+    type: Literal["thinking_delta"] = "thinking_delta"
+    thinking: str
+
+
+class SignatureDelta(ResponseModel):
+    type: Literal["signature_delta"] = "signature_delta"
+    signature: str
+
+
+BlockDelta = Annotated[
+    TextDelta | InputJsonDelta | ThinkingDelta | SignatureDelta, Field(discriminator="type")
+]
 
 
 class ContentBlockDeltaEvent(ResponseModel):
@@ -53,6 +70,7 @@ class MessageDeltaUsage(ResponseModel):
     cache_creation_input_tokens: int
     cache_read_input_tokens: int
     output_tokens: int
+    output_tokens_details: OutputTokensDetails | None = None
     server_tool_use: dict[str, int] | None = None
 
 

@@ -25,7 +25,32 @@ class TextBlock(ResponseModel):
     citations: list[dict[str, Any]] | None = None
 
 
-ContentBlock = Annotated[TextBlock, Field(discriminator="type")]
+class ToolCaller(ResponseModel):
+    type: Literal["direct"] = "direct"
+
+
+class ToolUseBlock(ResponseModel):
+    type: Literal["tool_use"] = "tool_use"
+    id: str
+    name: str
+    input: dict[str, Any]
+    caller: ToolCaller = ToolCaller()
+
+
+class ThinkingBlock(ResponseModel):
+    type: Literal["thinking"] = "thinking"
+    thinking: str
+    signature: str
+
+
+class RedactedThinkingBlock(ResponseModel):
+    type: Literal["redacted_thinking"] = "redacted_thinking"
+    data: str
+
+
+ContentBlock = Annotated[
+    TextBlock | ToolUseBlock | ThinkingBlock | RedactedThinkingBlock, Field(discriminator="type")
+]
 
 
 class CacheCreation(ResponseModel):

@@ -12,6 +12,8 @@ from pydantic import Field
 
 from sijo.protocol.base import CacheControl, WireModel
 from sijo.protocol.content import ContentBlockParam, TextBlockParam
+from sijo.protocol.reasoning import JsonSchemaFormat, OutputConfig, ThinkingConfig
+from sijo.protocol.tools import ToolChoice, ToolParam
 
 
 class MessageParam(WireModel):
@@ -29,11 +31,11 @@ class _ConversationParams(WireModel):
     model: str
     messages: list[MessageParam] = Field(max_length=100_000)
     system: str | list[TextBlockParam] | None = None
-    tools: Any = None
-    tool_choice: Any = None
-    thinking: Any = None
-    output_config: Any = None
-    output_format: Any = None
+    tools: list[ToolParam] | None = None
+    tool_choice: ToolChoice | None = None
+    thinking: ThinkingConfig | None = None
+    output_config: OutputConfig | None = None
+    output_format: JsonSchemaFormat | None = None  # deprecated alias of output_config.format
     cache_control: CacheControl | None = None
     context_management: Any = None
     mcp_servers: Any = None
@@ -62,11 +64,6 @@ class CountTokensParams(_ConversationParams):
 
 # The body fields of the real API that Sijo does not run yet; a request using one gets a 400.
 NOT_YET_SUPPORTED: tuple[str, ...] = (
-    "tools",
-    "tool_choice",
-    "thinking",
-    "output_config",
-    "output_format",
     "context_management",
     "mcp_servers",
     "container",

@@ -23,7 +23,8 @@ import numpy as np
 
 from sijo.config import EngineConfig
 from sijo.engines.base import EngineInfo, GenerationChunk, GenerationRequest
-from sijo.engines.llama_cpp.model_file import resolve_model_path
+from sijo.engines.llama_cpp.constraint import Ending, Grammars, TokenMask
+from sijo.engines.llama_cpp.model_file import ModelFileError, resolve_model_path
 from sijo.engines.llama_cpp.scheduler import EngineError, Job, Scheduler
 
 __all__ = ["EngineError", "LlamaCppEngine"]
@@ -34,8 +35,11 @@ class LlamaCppEngine:
         self._llama = llama
         self._ctx = ctx
         self._vocab = llama._model.vocab
+        self._n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        self._grammars = Grammars(self._vocab)
+        self._ending: Ending | None = None
         self._tokenized: OrderedDict[tuple[bool, str], tuple[int, ...]] = OrderedDict()
-        self._info = self._read_info(path, context_window)
+        self._info = self._read_info(path, context_window, config.chat_template)
         kv_size = llama_cpp.llama_n_ctx(ctx)
         slots = self._slots = config.slots
         self._relay = _Relay()
@@ -87,14 +91,20 @@ class LlamaCppEngine:
     def info(self) -> EngineInfo:
         return self._info
 
-    def _read_info(self, path: Path, context_window: int) -> EngineInfo:
+    def _read_info(self, path: Path, context_window: int, template_file: Path | None) -> EngineInfo:
         metadata: dict[str, str] = self._llama.metadata
+        template = metadata.get("tokenizer.chat_template", _CHATML)
+        if template_file is not None:
+            try:
+                template = template_file.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ModelFileError(f"chat template file unreadable: {template_file}: {exc}") from exc
         bos = llama_cpp.llama_vocab_bos(self._vocab)
         eos = llama_cpp.llama_vocab_eos(self._vocab)
         return EngineInfo(
             name=_model_name(path),
             context_window=context_window,
-            chat_template=metadata.get("tokenizer.chat_template", _CHATML),
+            chat_template=template,
             bos_token=self._piece(bos, special=True).decode("utf-8", "replace") if bos >= 0 else "",
             eos_token=self._piece(eos, special=True).decode("utf-8", "replace") if eos >= 0 else "",
             bos_token_id=bos,
@@ -134,8 +144,22 @@ class LlamaCppEngine:
         async for chunk in self.run(job):
             yield chunk
 
+    def _endings(self) -> Ending:
+        if self._ending is None:
+            pieces = [self._piece(token, special=False) for token in range(self._n_vocab)]
+            self._ending = Ending.build(pieces, self._grammars.eos_token())
+        return self._ending
+
+    def check_grammar(self, grammar: str) -> None:
+        self._grammars.matcher(grammar)
+
     def job(self, request: GenerationRequest) -> Job:
+        mask = None
+        if request.grammar is not None:
+            ending = self._endings() if request.end_in_budget else None
+            mask = TokenMask(self._grammars.matcher(request.grammar), self._n_vocab, ending)
         return Job(
+            mask=mask,
             tokens=np.asarray(request.tokens, dtype=np.int32),
             max_tokens=request.max_tokens,
             sampling=request.sampling,

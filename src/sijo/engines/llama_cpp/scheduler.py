@@ -23,8 +23,9 @@ import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
-from sijo.engines.base import GenerationChunk, KeepPoint, Sampling
+from sijo.engines.base import GenerationChunk, GrammarError, KeepPoint, Sampling
 from sijo.engines.llama_cpp.cells import CellLedger
+from sijo.engines.llama_cpp.constraint import TokenMask
 from sijo.engines.llama_cpp.kvstore import PrefixStore, SeqPool, Tokens
 from sijo.engines.llama_cpp.sampling import sampler_chain
 from sijo.engines.llama_cpp.text import Utf8Stream
@@ -46,6 +47,7 @@ class Job:
     namespace: str = ""
     keep: tuple[KeepPoint, ...] = ()
     forced: tuple[int, ...] | None = None  # teacher forcing: feed these instead of sampling
+    mask: TokenMask | None = None  # constrained decoding: only tokens the grammar allows
     logits: list[npt.NDArray[np.float32]] | None = None  # filled with each step's logits if set
     cancelled: threading.Event = field(default_factory=threading.Event)
     reused: int = 0  # prompt tokens whose cells came from the prefix store
@@ -75,6 +77,8 @@ class SchedulerStats:
     prompt_tokens: int = 0  # prompt tokens decoded
     reused_tokens: int = 0  # prompt tokens taken from kept cells instead
     generated_tokens: int = 0
+    masked_tokens: int = 0  # tokens sampled under a grammar
+    mask_seconds: float = 0.0  # time spent computing and applying their masks
 
 
 class Scheduler:
@@ -208,6 +212,8 @@ class Scheduler:
             "prompt_tokens": stats.prompt_tokens,
             "reused_tokens": stats.reused_tokens,
             "generated_tokens": stats.generated_tokens,
+            "masked_tokens": stats.masked_tokens,
+            "mask_seconds": stats.mask_seconds,
         }
 
     def _take_waiting(self) -> list[Job]:
@@ -329,13 +335,21 @@ class Scheduler:
             job.logits.append(np.ctypeslib.as_array(raw, shape=(self._n_vocab,)).copy())
         if job.forced is not None and len(slot.generated) < len(job.forced):
             token = job.forced[len(slot.generated)]
+        elif job.mask is not None:
+            try:
+                token = self._sample_masked(job.mask, slot, index)
+            except GrammarError as exc:  # fails this request only
+                job.emit(EngineError(f"constrained decoding failed: {exc}"))
+                self._release(slot, keep=False)
+                return
         else:
             token = llama_cpp.llama_sampler_sample(slot.sampler, self._ctx, index)
         slot.generated.append(token)
         self.stats.generated_tokens += 1
         produced = len(slot.generated)
         if llama_cpp.llama_vocab_is_eog(self._vocab, token):
-            self._finish(slot, GenerationChunk(slot.text.flush(), 1, "eos"))
+            closed = job.mask is not None and job.mask.closing
+            self._finish(slot, GenerationChunk(slot.text.flush(), 1, "length" if closed else "eos"))
             return
         text = slot.text.feed(self._piece(token))
         if produced >= job.max_tokens:
@@ -344,6 +358,25 @@ class Scheduler:
             self._finish(slot, GenerationChunk(text + slot.text.flush(), 1, "context_full"))
         else:
             job.emit(GenerationChunk(text, 1))
+
+    def _sample_masked(self, mask: TokenMask, slot: _Slot, index: int) -> int:
+        started = time.perf_counter()
+        job = slot.job
+        produced = len(slot.generated)
+        remaining = min(job.max_tokens - produced, self._window - int(job.tokens.shape[0]) - produced)
+        token = mask.forced(remaining)
+        if token is None:
+            raw = llama_cpp.llama_get_logits_ith(self._ctx, index)
+            mask.apply(np.ctypeslib.as_array(raw, shape=(self._n_vocab,)))
+            masked = time.perf_counter()
+            sampled: int = llama_cpp.llama_sampler_sample(slot.sampler, self._ctx, index)
+            sampling = time.perf_counter() - masked
+            token = mask.accept(sampled, remaining)
+        else:
+            sampling = 0.0
+        self.stats.mask_seconds += time.perf_counter() - started - sampling
+        self.stats.masked_tokens += 1
+        return token
 
     def _finish(self, slot: _Slot, last: GenerationChunk) -> None:
         """Free the slot first, so that whoever reads the last chunk sees the slot already free."""

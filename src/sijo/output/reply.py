@@ -1,0 +1,143 @@
+"""Parsing a reply as it streams: text and `<tool_call>` markup → text and tool_use events.
+
+Text that might be the start of a call's markup is held back until it is known either way (as stop
+sequences are), so no markup reaches a text block. A call's name is read up to its arguments; the
+arguments then stream as `input_json_delta` fragments while they are generated. Thinking is
+generated in a phase of its own (see `service.py`); `thinking_text` strips its markup.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from sijo.ids import new_id
+from sijo.output.assembler import MessageAssembler
+from sijo.prompt import markup
+from sijo.protocol.events import StreamEvent
+
+_OPEN = markup.CALL_OPEN
+_NAME_END = markup.ARGUMENTS_KEY
+_CALL_END = "}" + markup.CALL_CLOSE
+_NAME_START = '{"name": "'
+
+State = Literal["text", "name", "arguments", "between"]
+
+
+class ReplyParser:
+    """`calls` false: everything is text (no tools, or `tool_choice: none`)."""
+
+    def __init__(self, assembler: MessageAssembler, *, calls: bool) -> None:
+        self._assembler = assembler
+        self._calls = calls
+        self._state: State = "text"
+        self._buffer = ""
+        self._text_started = False
+        self._pending = ""  # whitespace before any text: dropped if a call comes first
+        self.tool_calls = 0
+
+    def feed(self, text: str) -> list[StreamEvent]:
+        if not self._calls:
+            return self._text(text)
+        self._buffer += text
+        events: list[StreamEvent] = []
+        while True:
+            step = self._advance()
+            if step is None:
+                return events
+            events += step
+
+    def flush(self) -> list[StreamEvent]:
+        """The end of generation: whatever is held back is emitted as what it was."""
+        rest, self._buffer = self._buffer, ""
+        if self._state == "text":
+            return self._text(rest)
+        if self._state == "arguments":
+            return self._assembler.tool_input(rest) + self._assembler.close()
+        return self._assembler.close()
+
+    def _advance(self) -> list[StreamEvent] | None:
+        buffer = self._buffer
+        if self._state == "text":
+            found = buffer.find(_OPEN)
+            if found < 0:  # hold back a possible start of a call, and whitespace that may precede one
+                safe = buffer[: len(buffer) - _partial_suffix(buffer, _OPEN)].rstrip()
+                self._buffer = buffer[len(safe) :]
+                events = self._text(safe)
+                return events or None
+            self._buffer = buffer[found + len(_OPEN) :]
+            self._state = "name"
+            events = self._text(buffer[:found].rstrip())
+            self._pending = ""
+            return events
+        if self._state == "name":
+            end = buffer.find(_NAME_END)
+            if end < 0:
+                return None
+            name = buffer[:end].removeprefix(_NAME_START)
+            self._buffer = buffer[end + len(_NAME_END) :]
+            self._state = "arguments"
+            self.tool_calls += 1
+            return self._assembler.tool_use(new_id("toolu"), name)
+        if self._state == "arguments":
+            end = buffer.find(_CALL_END)
+            if end < 0:
+                keep = _partial_suffix(buffer, _CALL_END)
+                self._buffer = buffer[len(buffer) - keep :]
+                return self._assembler.tool_input(buffer[: len(buffer) - keep]) or None
+            self._buffer = buffer[end + len(_CALL_END) :]
+            self._state = "between"
+            return self._assembler.tool_input(buffer[:end]) + self._assembler.close()
+        # between calls: the grammar allows only another call (or the end)
+        start = buffer.find(_OPEN)
+        if start < 0:
+            return None
+        self._buffer = buffer[start + len(_OPEN) :]
+        self._state = "name"
+        return []
+
+    def _text(self, text: str) -> list[StreamEvent]:
+        """Leading whitespace waits for real text, so a reply that is only a call has no text block."""
+        if not self._text_started:
+            self._pending += text
+            if not self._pending.strip():
+                return []
+            text, self._pending, self._text_started = self._pending.lstrip(), "", True
+        return self._assembler.text(text)
+
+
+class ThinkingStream:
+    """The thinking phase's text, minus the `</think>` that ends it (held back while it may be one)."""
+
+    _END = "\n" + markup.THINK_END
+
+    def __init__(self) -> None:
+        self._held = ""
+        self.text = ""  # all of the thinking so far
+
+    def feed(self, text: str) -> str:
+        buffer = self._held + text
+        end = buffer.find(markup.THINK_END)
+        if end >= 0:
+            buffer = buffer[:end].removesuffix("\n")
+            self._held = ""
+        else:
+            keep = max(_partial_suffix(buffer, self._END), _partial_suffix(buffer, markup.THINK_END))
+            self._held = buffer[len(buffer) - keep :]
+            buffer = buffer[: len(buffer) - keep]
+        self.text += buffer
+        return buffer
+
+    def flush(self) -> str:
+        """At the end of the phase: held-back text that turned out not to be the end tag."""
+        rest, self._held = self._held, ""
+        rest = "" if self._END.startswith(rest) or markup.THINK_END.startswith(rest) else rest
+        self.text += rest
+        return rest
+
+
+def _partial_suffix(buffer: str, marker: str) -> int:
+    """The length of the longest suffix of `buffer` that is a proper prefix of `marker`."""
+    for size in range(min(len(marker) - 1, len(buffer)), 0, -1):
+        if buffer.endswith(marker[:size]):
+            return size
+    return 0
