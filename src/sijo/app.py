@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sijo.api import errors, messages, models, status
-from sijo.api.auth import ApiKeys
+from sijo.api import admin, batches, errors, messages, models, status
+from sijo.api.auth import Authenticator
+from sijo.batch_worker import BatchWorker
 from sijo.catalog import Catalog, default_models
 from sijo.config import Settings
 from sijo.engines.base import Engine
 from sijo.errors import InternalServerError
 from sijo.ids import new_id
 from sijo.prompt_cache import PromptCache
+from sijo.ratelimit import RateLimiter, rate_limiter
 from sijo.service import MessagesService
 from sijo.signing import ThinkingSigner, load_or_create_secret
+from sijo.store.batches import BatchStore
+from sijo.store.db import connect, migrate
+from sijo.store.keys import KeyStore
+from sijo.store.ledger import UsageLedger
 
 logger = logging.getLogger("sijo.api")
 
@@ -68,31 +76,68 @@ def load_engines(settings: Settings) -> dict[str, Engine]:
     return {name: LlamaCppEngine.load(config) for name, config in settings.engines.items()}
 
 
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 def create_app(
-    settings: Settings, engines: Mapping[str, Engine] | None = None, cache: PromptCache | None = None
+    settings: Settings,
+    engines: Mapping[str, Engine] | None = None,
+    cache: PromptCache | None = None,
+    clock: Callable[[], datetime] = _now,
+    limiter: RateLimiter | None = None,
 ) -> FastAPI:
     """Build the app; `engines` replaces the configured ones (tests pass a fake), `cache` the prompt
-    cache (tests pass one with a fake clock)."""
+    cache and `limiter` the rate limiter (tests pass them with fake clocks), `clock` the time batches
+    are created and expire by."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = connect(settings.database)
+        await asyncio.to_thread(migrate, database)
         loaded = dict(engines) if engines is not None else load_engines(settings)
         catalog = Catalog(settings.models or default_models(loaded), loaded)
         signer = ThinkingSigner(load_or_create_secret(settings.data_dir / "thinking-signing.key"))
-        app.state.service = MessagesService(catalog, signer, cache)
+        state = app.state
+        state.keys = KeyStore(database)
+        state.ledger = UsageLedger(database)
+        state.batches = BatchStore(database)
+        state.authenticator = Authenticator(
+            state.keys, settings.api_keys, settings.admin_keys, settings.rate_limits
+        )
+        state.limiter = limiter or rate_limiter(settings.redis_url)
+        state.service = MessagesService(catalog, signer, cache, state.ledger)
+        state.clock = clock
+        state.batch_worker = BatchWorker(
+            state.batches, state.service, concurrency=_batch_concurrency(settings, loaded), clock=clock
+        )
+        state.batch_worker.start()
         try:
             yield
         finally:
+            await state.batch_worker.stop()
+            await state.limiter.aclose()
             if engines is None:
                 for engine in loaded.values():
                     await engine.aclose()
+            database.dispose()
 
     app = FastAPI(title="Sijo", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
-    app.state.api_keys = ApiKeys(settings.api_keys)
     app.add_middleware(RequestIdMiddleware)
     errors.install(app)
     app.include_router(messages.router)
+    app.include_router(batches.router)
     app.include_router(models.router)
+    app.include_router(admin.router)
     app.include_router(status.router)
     return app
+
+
+def _batch_concurrency(settings: Settings, engines: Mapping[str, Engine]) -> int:
+    """Batches leave one slot of the default engine to interactive requests."""
+    if settings.batches.concurrency is not None:
+        return settings.batches.concurrency
+    config = settings.engines.get("default")
+    slots = config.slots if config is not None and "default" in engines else 2
+    return max(1, slots - 1)

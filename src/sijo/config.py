@@ -129,6 +129,57 @@ class ModelConfig(BaseModel):
     )
 
 
+class RateLimitConfig(BaseModel):
+    """Per API key, per minute (token buckets refilled continuously), as the Claude API's tiers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests_per_minute: int = Field(default=4000, ge=1, description="Requests per minute (RPM).")
+    input_tokens_per_minute: int = Field(
+        default=2_000_000, ge=1, description="Input tokens per minute (ITPM), cache reads excluded."
+    )
+    output_tokens_per_minute: int = Field(
+        default=400_000, ge=1, description="Output tokens per minute (OTPM)."
+    )
+
+
+class ModelPrice(BaseModel):
+    """What a model costs on the Claude API, in US dollars per million tokens (cache and batch
+    prices follow from these: writes 1.25x for 5 minutes and 2x for 1 hour, reads 0.1x, batches 0.5x)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: float = Field(ge=0, description="USD per million input tokens.")
+    output: float = Field(ge=0, description="USD per million output tokens.")
+
+
+# The guide's prices for the Claude ids Sijo serves under their names (per million tokens).
+DEFAULT_PRICES: dict[str, ModelPrice] = {
+    "claude-opus-4-7": ModelPrice(input=5.0, output=25.0),
+    "claude-sonnet-4-6": ModelPrice(input=3.0, output=15.0),
+    "claude-haiku-4-5-20251001": ModelPrice(input=1.0, output=5.0),
+    "claude-haiku-4-5": ModelPrice(input=1.0, output=5.0),
+}
+
+
+class BatchConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description="Batch requests generated at once; unset means the default engine's slots minus one, "
+        "so an interactive request always finds a slot.",
+    )
+    expires_after: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        description="Seconds after creation when a batch's unfinished requests expire.",
+    )
+    max_requests: int = Field(default=100_000, ge=1, description="Most requests in one batch.")
+    max_bytes: int = Field(default=256 * 1024 * 1024, ge=1, description="Largest batch creation body.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SIJO_", extra="forbid")
 
@@ -155,13 +206,46 @@ class Settings(BaseSettings):
         default_factory=lambda: (
             Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local/share") / "sijo"
         ),
-        description="Where Sijo keeps state: the thinking-signature secret (SIJO_DATA_DIR).",
+        description="Where Sijo keeps state: the SQLite database and the thinking-signature secret "
+        "(SIJO_DATA_DIR).",
     )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the database (keys, batches, usage); unset means SQLite at "
+        "data_dir/sijo.db. PostgreSQL (postgresql+psycopg://...) lets several processes share it.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis URL for rate limits shared by several processes (redis://127.0.0.1:6379/0); "
+        "unset means in-process limits.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL clients reach this server at, used in batch results_url; unset means "
+        "the URL of the request that asked.",
+    )
+    admin_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Admin API keys (SIJO_ADMIN_KEYS, comma-separated), besides those made by "
+        "`sijo keys create --admin`.",
+    )
+    rate_limits: RateLimitConfig = Field(
+        default_factory=RateLimitConfig, description="Default limits of every key (per key in `sijo keys`)."
+    )
+    prices: dict[str, ModelPrice] = Field(
+        default_factory=lambda: dict(DEFAULT_PRICES),
+        description="Claude API prices per model id, for the cost report; ids without one cost nothing.",
+    )
+    batches: BatchConfig = Field(default_factory=BatchConfig, description="Message Batches.")
     ping_interval: float = Field(
         default=10.0, gt=0, description="Seconds of stream silence before a `ping` event is sent."
     )
 
-    @field_validator("api_keys", mode="before")
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'sijo.db'}"
+
+    @field_validator("api_keys", "admin_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):

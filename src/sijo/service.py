@@ -16,6 +16,7 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from sijo.catalog import Catalog, ServedModel
@@ -36,6 +37,8 @@ from sijo.protocol.message import CacheCreation, Message, StopReason, Usage
 from sijo.protocol.params import NOT_YET_SUPPORTED, CountTokensParams, MessageCreateParams
 from sijo.reply_plan import ReplyPlan, custom_tools, plan_reply
 from sijo.signing import ThinkingSigner
+from sijo.store.ledger import UsageLedger
+from sijo.usage import UsageRecord
 
 _STOP_REASONS: dict[FinishReason, StopReason] = {
     "eos": "end_turn",
@@ -45,6 +48,14 @@ _STOP_REASONS: dict[FinishReason, StopReason] = {
 
 
 _PLAIN = ReplyPlan()
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """Whom a request's usage is recorded against (None: no key, or the default workspace)."""
+
+    api_key_id: str | None = None
+    workspace_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +70,8 @@ class PreparedMessage:
     workspace: str
     breakpoints: tuple[Breakpoint, ...]
     plan: ReplyPlan = _PLAIN
+    account: Account = Account()
+    batch: bool = False  # a Message Batches request: background priority, service_tier "batch"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,16 +85,31 @@ class _Rendered:
 class _Progress:
     output_tokens: int = 0
     thinking_tokens: int = 0
+    usage: Usage | None = None  # set once the prompt's usage is known
 
 
 class MessagesService:
-    def __init__(self, catalog: Catalog, signer: ThinkingSigner, cache: PromptCache | None = None) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        signer: ThinkingSigner,
+        cache: PromptCache | None = None,
+        ledger: UsageLedger | None = None,
+    ) -> None:
         self.catalog = catalog
+        self.ledger = ledger
         self.signer = signer
         self.cache = cache if cache is not None else PromptCache()
         self._templates: dict[int, ChatTemplate] = {}
 
-    async def prepare(self, params: MessageCreateParams, workspace: str = "default") -> PreparedMessage:
+    async def prepare(
+        self,
+        params: MessageCreateParams,
+        workspace: str = "default",
+        *,
+        account: Account = Account(),
+        batch: bool = False,
+    ) -> PreparedMessage:
         _reject_unsupported(params)
         if params.speed == "fast":
             raise InvalidRequestError("speed: fast mode is not supported by Sijo")
@@ -112,6 +140,8 @@ class MessagesService:
             workspace=workspace,
             breakpoints=rendered.breakpoints,
             plan=plan,
+            account=account,
+            batch=batch,
         )
 
     async def count_tokens(self, params: CountTokensParams) -> int:
@@ -124,6 +154,20 @@ class MessagesService:
         return await accumulate(self.stream(prepared))
 
     async def stream(self, prepared: PreparedMessage) -> AsyncIterator[StreamEvent]:
+        """The reply's events; whatever it consumed goes to the usage ledger, even if the client
+        leaves early (the tokens were spent)."""
+        progress = _Progress()
+        try:
+            async with aclosing(self._events(prepared, progress)) as events:
+                async for event in events:
+                    yield event
+        finally:
+            if self.ledger is not None and progress.usage is not None:
+                self.ledger.record(_usage_record(prepared, progress))
+
+    async def _events(
+        self, prepared: PreparedMessage, progress: _Progress
+    ) -> AsyncGenerator[StreamEvent, None]:
         plan = NO_CACHE
         if prepared.breakpoints:
             plan = self.cache.plan(
@@ -142,12 +186,13 @@ class MessagesService:
                 ephemeral_5m_input_tokens=cached.write_5m, ephemeral_1h_input_tokens=cached.write_1h
             ),
             output_tokens=0,
+            service_tier="batch" if prepared.batch else "standard",
             inference_geo=prepared.inference_geo,
         )
+        progress.usage = usage
         assembler = MessageAssembler(message_id=new_id("msg"), model=prepared.model_id, usage=usage)
         for event in assembler.start():
             yield event
-        progress = _Progress()
         stop: tuple[StopReason, str | None] | None = None
         tokens = prepared.prompt.tokens
         if prepared.max_tokens > 0 and prepared.plan.thinking is not None:
@@ -189,6 +234,7 @@ class MessagesService:
             namespace=prepared.workspace,
             keep=keep,
             grammar=thinking_grammar(),
+            background=prepared.batch,
         )
         stream = ThinkingStream()
         finish: FinishReason = "length"
@@ -241,6 +287,7 @@ class MessagesService:
             keep=keep,
             grammar=prepared.plan.grammar,
             end_in_budget=prepared.plan.grammar is not None,
+            background=prepared.batch,
         )
         stop_reason: StopReason = "end_turn"
         matched: str | None = None
@@ -344,3 +391,21 @@ def _reject_unsupported(params: MessageCreateParams | CountTokensParams) -> None
     set_fields: dict[str, Any] = params.model_dump(include=set(NOT_YET_SUPPORTED), exclude_none=True)
     for name in set_fields:
         raise InvalidRequestError(f"{name}: this parameter is not supported by Sijo yet")
+
+
+def _usage_record(prepared: PreparedMessage, progress: _Progress) -> UsageRecord:
+    usage = progress.usage
+    assert usage is not None
+    return UsageRecord(
+        at=datetime.now(UTC),
+        api_key_id=prepared.account.api_key_id,
+        workspace_id=prepared.account.workspace_id,
+        model=prepared.model_id,
+        service_tier="batch" if prepared.batch else "standard",
+        uncached_input_tokens=usage.input_tokens,
+        output_tokens=progress.output_tokens,
+        cache_write_5m_tokens=usage.cache_creation.ephemeral_5m_input_tokens,
+        cache_write_1h_tokens=usage.cache_creation.ephemeral_1h_input_tokens,
+        cache_read_tokens=usage.cache_read_input_tokens,
+        thinking_tokens=progress.thinking_tokens,
+    )

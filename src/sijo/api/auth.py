@@ -1,44 +1,111 @@
-"""API keys and the `anthropic-version` header (reference §4, §5).
+"""Who is calling: API keys, admin keys and the `anthropic-version` header (reference §4, §5, §14).
 
-Keys are held only as SHA-256 digests and compared in constant time; every configured key is
-compared, so timing does not reveal which one (or whether any) came close.
+Keys made by `sijo keys create` live in the database (hashed; see `store/keys.py`); keys from the
+config file or `SIJO_API_KEYS` are held as SHA-256 digests here, and every one is compared in
+constant time, so timing does not reveal which one (or whether any) came close. Once any key
+exists, every request must present one; a server with none serves loopback only, unauthenticated.
 
-Authentication yields the caller's workspace, which scopes what is shared between requests (prompt
-caches). Until keys carry workspaces of their own, each configured key is its own workspace, and
-an unauthenticated loopback server has one, `default`.
+A caller is a workspace (which scopes prompt caches and batches), an account (what the usage
+ledger records) and a rate-limit bucket with its limits. The Admin API takes admin keys only.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from sijo.errors import AuthenticationError, InvalidRequestError
+from sijo.config import RateLimitConfig
+from sijo.errors import AuthenticationError, InvalidRequestError, PermissionDeniedError
+from sijo.ratelimit import Limits
+from sijo.service import Account
+from sijo.store.keys import ApiKey, KeyLimits, KeyStore
+
+DEFAULT_WORKSPACE = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    workspace: str
+    account: Account
+    rate_key: str
+    limits: Limits
 
 
 def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8")).digest()
 
 
-class ApiKeys:
-    def __init__(self, keys: list[str]) -> None:
-        self._digests = [_digest(key) for key in keys]
+def _match(presented: str, digests: list[bytes]) -> bytes | None:
+    candidate = _digest(presented)
+    found = None
+    for digest in digests:
+        if hmac.compare_digest(candidate, digest):
+            found = digest
+    return found
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self._digests)
 
-    def verify(self, presented: str) -> str | None:
-        """The workspace of the key, or None if it is not a configured key."""
-        candidate = _digest(presented)
-        workspace = None
-        for digest in self._digests:
-            if hmac.compare_digest(candidate, digest):
-                workspace = f"key-{digest.hex()[:16]}"
-        return workspace
+class Authenticator:
+    def __init__(self, store: KeyStore, api_keys: list[str], admin_keys: list[str], limits: RateLimitConfig):
+        self.store = store
+        self._api = [_digest(key) for key in api_keys]
+        self._admin = [_digest(key) for key in admin_keys]
+        self._defaults = limits
+        self._keys_exist = bool(api_keys)
+
+    async def caller(self, presented: list[str]) -> Caller:
+        if not await self._required():
+            return Caller(DEFAULT_WORKSPACE, Account(), "anonymous", self._limits(KeyLimits()))
+        if not presented:
+            raise AuthenticationError("x-api-key header is required")
+        for key in presented:
+            digest = _match(key, self._api)
+            if digest is not None:
+                name = f"key-{digest.hex()[:16]}"
+                return Caller(name, Account(), name, self._limits(KeyLimits()))
+            stored = await asyncio.to_thread(self.store.verify, key, "api")
+            if stored is not None:
+                return self._stored(stored)
+        raise AuthenticationError("invalid x-api-key")
+
+    async def admin(self, presented: list[str]) -> None:
+        if not presented:
+            raise AuthenticationError("x-api-key header is required")
+        for key in presented:
+            if _match(key, self._admin) is not None:
+                return
+            if await asyncio.to_thread(self.store.verify, key, "admin") is not None:
+                return
+        api_keys = [await self._is_api_key(key) for key in presented]
+        if any(api_keys):
+            raise PermissionDeniedError("the Admin API requires an admin key, not an API key")
+        raise AuthenticationError("invalid x-api-key")
+
+    async def _is_api_key(self, key: str) -> bool:
+        return _match(key, self._api) is not None or (
+            await asyncio.to_thread(self.store.verify, key, "api") is not None
+        )
+
+    async def _required(self) -> bool:
+        if not self._keys_exist:  # once a key exists it is never deleted, only deactivated
+            self._keys_exist = await asyncio.to_thread(self.store.any, "api")
+        return self._keys_exist
+
+    def _stored(self, key: ApiKey) -> Caller:
+        account = Account(api_key_id=key.id, workspace_id=key.workspace_id)
+        return Caller(key.workspace_id or DEFAULT_WORKSPACE, account, key.id, self._limits(key.limits))
+
+    def _limits(self, own: KeyLimits) -> Limits:
+        defaults = self._defaults
+        return Limits(
+            own.requests_per_minute or defaults.requests_per_minute,
+            own.input_tokens_per_minute or defaults.input_tokens_per_minute,
+            own.output_tokens_per_minute or defaults.output_tokens_per_minute,
+        )
 
 
 def _presented_keys(request: Request) -> list[str]:
@@ -49,21 +116,23 @@ def _presented_keys(request: Request) -> list[str]:
     return [key for key in keys if key]
 
 
-async def authenticate(request: Request) -> str:
-    api_keys: ApiKeys = request.app.state.api_keys
-    workspace = DEFAULT_WORKSPACE
-    if api_keys.enabled:
-        presented = _presented_keys(request)
-        if not presented:
-            raise AuthenticationError("x-api-key header is required")
-        workspaces = [w for w in (api_keys.verify(key) for key in presented) if w is not None]
-        if not workspaces:
-            raise AuthenticationError("invalid x-api-key")
-        workspace = workspaces[0]
+def _version(request: Request) -> None:
     if not request.headers.get("anthropic-version"):
         raise InvalidRequestError("anthropic-version: header is required")
-    return workspace
 
 
-DEFAULT_WORKSPACE = "default"
-Authenticated = Annotated[str, Depends(authenticate)]
+async def authenticate(request: Request) -> Caller:
+    authenticator: Authenticator = request.app.state.authenticator
+    caller = await authenticator.caller(_presented_keys(request))
+    _version(request)
+    return caller
+
+
+async def authenticate_admin(request: Request) -> None:
+    authenticator: Authenticator = request.app.state.authenticator
+    await authenticator.admin(_presented_keys(request))
+    _version(request)
+
+
+Authenticated = Annotated[Caller, Depends(authenticate)]
+AdminAuthenticated = Annotated[None, Depends(authenticate_admin)]

@@ -7,8 +7,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from sijo.api.body import describe_errors
 from sijo.errors import ApiError, InvalidRequestError, NotFoundError
+from sijo.protocol.validation import describe_errors
 
 
 def request_id(request: Request) -> str | None:

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from sijo.api import sse
-from sijo.api.auth import Authenticated
+from sijo.api.auth import Authenticated, Caller
 from sijo.api.body import parse_body
-from sijo.api.deps import ServiceDep, SettingsDep
+from sijo.api.deps import LimiterDep, ServiceDep, SettingsDep
 from sijo.api.errors import request_id
+from sijo.protocol.events import MessageDeltaEvent, StreamEvent
 from sijo.protocol.message import MessageTokensCount
 from sijo.protocol.params import CountTokensParams, MessageCreateParams
+from sijo.ratelimit import RateLimiter
 
 router = APIRouter()
 T = TypeVar("T")
@@ -27,31 +29,49 @@ class ClientDisconnected(Exception):
 
 @router.post("/v1/messages")
 async def create_message(
-    request: Request, workspace: Authenticated, service: ServiceDep, settings: SettingsDep
+    request: Request, caller: Authenticated, service: ServiceDep, settings: SettingsDep, limiter: LimiterDep
 ) -> Response:
     params = await parse_body(request, MessageCreateParams, settings.max_request_bytes)
-    prepared = await service.prepare(params, workspace)
+    prepared = await service.prepare(params, caller.workspace, account=caller.account)
+    # Rate limits are checked once the prompt's tokens are known; output is charged when it is spent.
+    state = await limiter.admit(caller.rate_key, caller.limits, len(prepared.prompt.tokens))
     if params.stream:
-        events = sse.with_pings(service.stream(prepared), settings.ping_interval)
+        events = _settled(service.stream(prepared), limiter, caller)
         return StreamingResponse(
-            sse.frames(events, request_id(request)),
+            sse.frames(sse.with_pings(events, settings.ping_interval), request_id(request)),
             media_type="text/event-stream; charset=utf-8",
-            headers={"cache-control": "no-cache"},
+            headers={"cache-control": "no-cache", **state.headers()},
         )
     try:
         message = await _unless_disconnected(request, service.create(prepared))
     except ClientDisconnected:
         return Response(status_code=499)
-    return JSONResponse(message.model_dump(mode="json"))
+    state = await limiter.settle(caller.rate_key, caller.limits, message.usage.output_tokens)
+    return JSONResponse(message.model_dump(mode="json"), headers=state.headers())
 
 
 @router.post("/v1/messages/count_tokens")
 async def count_tokens(
-    request: Request, _: Authenticated, service: ServiceDep, settings: SettingsDep
+    request: Request, caller: Authenticated, service: ServiceDep, settings: SettingsDep, limiter: LimiterDep
 ) -> JSONResponse:
     params = await parse_body(request, CountTokensParams, settings.max_request_bytes)
     count = MessageTokensCount(input_tokens=await service.count_tokens(params))
-    return JSONResponse(count.model_dump(mode="json"))
+    state = await limiter.peek(caller.rate_key, caller.limits)
+    return JSONResponse(count.model_dump(mode="json"), headers=state.headers())
+
+
+async def _settled(
+    events: AsyncIterator[StreamEvent], limiter: RateLimiter, caller: Caller
+) -> AsyncIterator[StreamEvent]:
+    """The stream, charging its output tokens to the caller's limits when it ends (or is left)."""
+    output_tokens = 0
+    try:
+        async for event in events:
+            if isinstance(event, MessageDeltaEvent):
+                output_tokens = event.usage.output_tokens
+            yield event
+    finally:
+        await limiter.settle(caller.rate_key, caller.limits, output_tokens)
 
 
 async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:

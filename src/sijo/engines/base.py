@@ -46,6 +46,7 @@ class GenerationRequest:
     keep: tuple[KeepPoint, ...] = ()
     grammar: str | None = None
     end_in_budget: bool = False
+    background: bool = False  # batch work: served after every waiting interactive request
 
 
 # `end_in_budget` (with a grammar): the reply must complete its grammar within `max_tokens` (and the

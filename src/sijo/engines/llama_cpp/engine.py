@@ -166,6 +166,7 @@ class LlamaCppEngine:
             emit=_discard,
             namespace=request.namespace,
             keep=tuple(sorted(request.keep, key=lambda point: point.length)),
+            background=request.background,
         )
 
     async def run(self, job: Job) -> AsyncGenerator[GenerationChunk, None]:

@@ -51,6 +51,7 @@ class Job:
     logits: list[npt.NDArray[np.float32]] | None = None  # filled with each step's logits if set
     cancelled: threading.Event = field(default_factory=threading.Event)
     reused: int = 0  # prompt tokens whose cells came from the prefix store
+    background: bool = False  # batch work: waits behind every interactive request
 
 
 @dataclass(eq=False, slots=True)
@@ -217,12 +218,11 @@ class Scheduler:
         }
 
     def _take_waiting(self) -> list[Job]:
-        jobs: list[Job] = []
-        while self._waiting and len(self._active) + len(jobs) < self._slots_max:
-            job = self._waiting.popleft()
-            if not job.cancelled.is_set():
-                jobs.append(job)
-        return jobs
+        """Fill free slots from the queue, interactive requests before background ones (batches)."""
+        waiting = sorted((job for job in self._waiting if not job.cancelled.is_set()), key=_is_background)
+        room = max(0, self._slots_max - len(self._active))
+        self._waiting = deque(waiting[room:])
+        return waiting[:room]
 
     def _reap(self) -> None:
         for slot in [s for s in self._active if s.job.cancelled.is_set()]:
@@ -400,3 +400,7 @@ class Scheduler:
             self.store.adopt(slot.job.namespace, decoded, slot.seq, self._leftover_ttl, self._slots_max)
         else:
             self.store.free_seq(slot.seq)
+
+
+def _is_background(job: Job) -> bool:
+    return job.background

@@ -1,0 +1,194 @@
+"""Message Batches (reference §8): create, retrieve, list, cancel, delete, and results as JSONL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from sijo.api.auth import Authenticated, Caller
+from sijo.api.body import parse_body
+from sijo.api.deps import BatchesDep, ClockDep, SettingsDep, WorkerDep
+from sijo.config import Settings
+from sijo.errors import InvalidRequestError, NotFoundError
+from sijo.protocol.batches import (
+    BatchCreateParams,
+    DeletedMessageBatch,
+    MessageBatch,
+    MessageBatchPage,
+    RequestCounts,
+)
+from sijo.store.batches import Batch, BatchStore, Owner
+
+router = APIRouter()
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _wire(batch: Batch, request: Request, settings: Settings) -> MessageBatch:
+    ended = batch.ended_at is not None
+    counts = RequestCounts(**{k: v for k, v in batch.counts.items() if k not in ("pending", "running")})
+    if not ended:  # every request counts as processing until the whole batch ends (reference §8)
+        counts = RequestCounts(processing=batch.request_count)
+    base = (settings.public_url or str(request.base_url)).rstrip("/")
+    return MessageBatch(
+        id=batch.id,
+        processing_status="ended" if ended else "canceling" if batch.cancel_initiated_at else "in_progress",
+        request_counts=counts,
+        created_at=rfc3339(batch.created_at),
+        expires_at=rfc3339(batch.expires_at),
+        ended_at=rfc3339(batch.ended_at) if batch.ended_at else None,
+        cancel_initiated_at=rfc3339(batch.cancel_initiated_at) if batch.cancel_initiated_at else None,
+        results_url=f"{base}/v1/messages/batches/{batch.id}/results" if ended else None,
+    )
+
+
+def _respond(batch: Batch, request: Request, settings: Settings) -> JSONResponse:
+    return JSONResponse(_wire(batch, request, settings).model_dump(mode="json"))
+
+
+async def _owned(store: BatchStore, batch_id: str, caller: Caller) -> Batch:
+    batch = await asyncio.to_thread(store.get, batch_id, caller.workspace)
+    if batch is None:  # another workspace's batch is not found either
+        raise NotFoundError(f"message_batch_id: no batch {batch_id}")
+    return batch
+
+
+@router.post("/v1/messages/batches")
+async def create_batch(
+    request: Request,
+    caller: Authenticated,
+    store: BatchesDep,
+    worker: WorkerDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+) -> JSONResponse:
+    params = await parse_body(request, BatchCreateParams, settings.batches.max_bytes)
+    if len(params.requests) > settings.batches.max_requests:
+        raise InvalidRequestError(
+            f"requests: a batch holds at most {settings.batches.max_requests} requests, "
+            f"got {len(params.requests)}"
+        )
+    seen: set[str] = set()
+    for index, item in enumerate(params.requests):
+        if item.custom_id in seen:
+            raise InvalidRequestError(
+                f"requests.{index}.custom_id: {item.custom_id!r} is not unique in the batch"
+            )
+        seen.add(item.custom_id)
+    rows = [(item.custom_id, json.dumps(item.params, ensure_ascii=False)) for item in params.requests]
+    owner = Owner(caller.workspace, caller.account.workspace_id, caller.account.api_key_id)
+    now = clock()
+    expires = now + timedelta(seconds=settings.batches.expires_after)
+    batch = await asyncio.to_thread(store.create, owner, rows, now, expires)
+    worker.wake()
+    return _respond(batch, request, settings)
+
+
+@router.get("/v1/messages/batches")
+async def list_batches(
+    request: Request,
+    caller: Authenticated,
+    store: BatchesDep,
+    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+    after_id: str | None = None,
+    before_id: str | None = None,
+) -> JSONResponse:
+    if after_id is not None and before_id is not None:
+        raise InvalidRequestError("after_id: cannot be combined with before_id")
+    batches = await asyncio.to_thread(store.list, caller.workspace)
+    ids = [batch.id for batch in batches]
+    start, stop = 0, len(batches)
+    if after_id is not None:
+        start = _position(ids, after_id, "after_id") + 1
+    if before_id is not None:
+        stop = _position(ids, before_id, "before_id")
+        start = max(0, stop - limit)
+    chunk = batches[start:stop][:limit]
+    has_more = start + len(chunk) < len(batches) if before_id is None else start > 0
+    page = MessageBatchPage(
+        data=[_wire(batch, request, settings) for batch in chunk],
+        has_more=has_more,
+        first_id=chunk[0].id if chunk else None,
+        last_id=chunk[-1].id if chunk else None,
+    )
+    return JSONResponse(page.model_dump(mode="json"))
+
+
+def _position(ids: list[str], batch_id: str, field: str) -> int:
+    try:
+        return ids.index(batch_id)
+    except ValueError:
+        raise InvalidRequestError(f"{field}: unknown batch id {batch_id}") from None
+
+
+@router.get("/v1/messages/batches/{batch_id}")
+async def retrieve_batch(
+    batch_id: str, request: Request, caller: Authenticated, store: BatchesDep, settings: SettingsDep
+) -> JSONResponse:
+    return _respond(await _owned(store, batch_id, caller), request, settings)
+
+
+@router.post("/v1/messages/batches/{batch_id}/cancel")
+async def cancel_batch(
+    batch_id: str,
+    request: Request,
+    caller: Authenticated,
+    store: BatchesDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+) -> JSONResponse:
+    await _owned(store, batch_id, caller)
+    batch = await asyncio.to_thread(store.cancel, batch_id, caller.workspace, clock())
+    if batch is None:
+        raise NotFoundError(f"message_batch_id: no batch {batch_id}")
+    return _respond(batch, request, settings)
+
+
+@router.delete("/v1/messages/batches/{batch_id}")
+async def delete_batch(batch_id: str, caller: Authenticated, store: BatchesDep) -> JSONResponse:
+    batch = await _owned(store, batch_id, caller)
+    if batch.ended_at is None:
+        raise InvalidRequestError(
+            f"message_batch_id: batch {batch_id} is still in progress; cancel it and wait until it has ended"
+        )
+    await asyncio.to_thread(store.delete, batch_id, caller.workspace)
+    return JSONResponse(DeletedMessageBatch(id=batch_id).model_dump(mode="json"))
+
+
+@router.get("/v1/messages/batches/{batch_id}/results")
+async def batch_results(batch_id: str, caller: Authenticated, store: BatchesDep) -> StreamingResponse:
+    batch = await _owned(store, batch_id, caller)
+    if batch.ended_at is None:
+        raise InvalidRequestError(
+            f"message_batch_id: batch {batch_id} has not ended; its results are ready when "
+            "processing_status is ended"
+        )
+    return StreamingResponse(_lines(store, batch_id), media_type="application/x-jsonl")
+
+
+async def _lines(store: BatchStore, batch_id: str) -> AsyncIterator[bytes]:
+    """The results file, read from the database a chunk at a time as the client takes it."""
+    rows: Iterator[tuple[str, str]] = store.results(batch_id)
+    while True:
+        chunk = await asyncio.to_thread(_take, rows, 200)
+        if not chunk:
+            return
+        yield b"".join(chunk)
+
+
+def _take(rows: Iterator[tuple[str, str]], count: int) -> list[bytes]:
+    lines = []
+    for custom_id, result in rows:
+        lines.append(f'{{"custom_id":{json.dumps(custom_id)},"result":{result}}}\n'.encode())
+        if len(lines) == count:
+            break
+    return lines

@@ -1,0 +1,1 @@
+"""Persistence: one database (SQLite by default, PostgreSQL by URL) for keys, batches and usage."""
