@@ -234,7 +234,8 @@ class Settings(BaseSettings):
     )
     prices: dict[str, ModelPrice] = Field(
         default_factory=lambda: dict(DEFAULT_PRICES),
-        description="Claude API prices per model id, for the cost report; ids without one cost nothing.",
+        description="Claude API prices per model id, for the cost report (merged over the guide's "
+        "prices); ids without one are left out of it.",
     )
     batches: BatchConfig = Field(default_factory=BatchConfig, description="Message Batches.")
     ping_interval: float = Field(
@@ -244,6 +245,12 @@ class Settings(BaseSettings):
     @property
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'sijo.db'}"
+
+    @field_validator("prices", mode="after")
+    @classmethod
+    def _over_default_prices(cls, value: dict[str, ModelPrice]) -> dict[str, ModelPrice]:
+        """Configured prices add to (or replace) the guide's, model by model."""
+        return {**DEFAULT_PRICES, **value}
 
     @field_validator("api_keys", "admin_keys", mode="before")
     @classmethod

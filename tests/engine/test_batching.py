@@ -200,3 +200,27 @@ async def test_the_admission_queue_is_bounded() -> None:
         engine.check_capacity()
     finally:
         await engine.aclose()
+
+
+async def test_interactive_requests_are_admitted_before_waiting_background_ones() -> None:
+    engine = LlamaCppEngine.load(EngineConfig(threads=2, slots=1, max_queue=4, context_window=512, kv_size=1024))
+    try:
+        prompt = await tokens(engine, chat("Count to one hundred."))
+        running = engine.generate(GenerationRequest(prompt, 400, GREEDY))
+        await running.__anext__()
+        order: list[str] = []
+
+        async def run(name: str, background: bool) -> None:
+            async for _ in engine.generate(GenerationRequest(prompt, 3, GREEDY, background=background)):
+                order.append(name)
+
+        batch = asyncio.ensure_future(run("batch", background=True))
+        await asyncio.sleep(0.05)  # the batch request waits first…
+        interactive = asyncio.ensure_future(run("interactive", background=False))
+        await asyncio.sleep(0.05)
+        await running.aclose()  # …but the freed slot goes to the interactive one
+        await asyncio.gather(batch, interactive)
+        assert order[0] == "interactive" and order.index("batch") > order.index("interactive")
+        assert order == sorted(order, key=lambda name: name == "batch")  # all of it before the batch
+    finally:
+        await engine.aclose()
