@@ -97,13 +97,14 @@ def create_app(
         await asyncio.to_thread(migrate, database)
         loaded = dict(engines) if engines is not None else load_engines(settings)
         catalog = Catalog(settings.models or default_models(loaded), loaded)
-        signer = ThinkingSigner(load_or_create_secret(settings.data_dir / "thinking-signing.key"))
+        secret = load_or_create_secret(settings.data_dir / "thinking-signing.key")
+        signer = ThinkingSigner(secret)
         state = app.state
         state.keys = KeyStore(database)
         state.ledger = UsageLedger(database)
         state.batches = BatchStore(database)
         state.authenticator = Authenticator(
-            state.keys, settings.api_keys, settings.admin_keys, settings.rate_limits
+            state.keys, settings.api_keys, settings.admin_keys, settings.rate_limits, secret
         )
         state.limiter = limiter or rate_limiter(settings.redis_url)
         state.service = MessagesService(catalog, signer, cache, state.ledger)
@@ -116,6 +117,7 @@ def create_app(
             yield
         finally:
             await state.batch_worker.stop()
+            await state.ledger.flush()
             await state.limiter.aclose()
             if engines is None:
                 for engine in loaded.values():

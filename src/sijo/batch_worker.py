@@ -2,8 +2,9 @@
 
 It takes pending requests from the database one at a time, at most `concurrency` at once (fewer
 than the engine's slots, so interactive requests always find one), and the engine serves them after
-any waiting interactive request. Each result is committed as its request ends; at start, requests
-a killed process left running run again, and expired batches are settled on every pass.
+any waiting interactive request. Each result is committed as its request ends. A worker holds each
+request it runs on a lease it renews on every pass; a request whose lease lapsed (its process was
+killed) runs again, wherever a worker is alive. Expired batches are settled on every pass.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -26,6 +27,7 @@ from sijo.store.batches import BatchStore, ClaimedRequest, RequestState
 
 logger = logging.getLogger("sijo.batches")
 Clock = Callable[[], datetime]
+LEASE = timedelta(seconds=15)  # renewed every pass (about every second)
 
 
 class BatchWorker:
@@ -50,6 +52,7 @@ class BatchWorker:
 
     def start(self) -> None:
         self._loop = asyncio.create_task(self._run(), name="sijo-batch-worker")
+        self._loop.add_done_callback(_report_death)
 
     def wake(self) -> None:
         self._wake.set()
@@ -67,11 +70,9 @@ class BatchWorker:
             await asyncio.to_thread(self.store.release, claimed, self.name)
 
     async def _run(self) -> None:
-        await asyncio.to_thread(self.store.recover)
         while True:
             try:
-                await asyncio.to_thread(self.store.expire, self.clock())
-                await self._fill()
+                await self._pass()
             except Exception:  # the database went away for a moment: try again on the next pass
                 logger.exception("batch worker pass failed")
             self._wake.clear()
@@ -81,9 +82,16 @@ class BatchWorker:
                 if future not in self._running:
                     future.cancel()
 
+    async def _pass(self) -> None:
+        now = self.clock()
+        await asyncio.to_thread(self.store.renew, self.name, now, LEASE)
+        await asyncio.to_thread(self.store.recover, now)
+        await asyncio.to_thread(self.store.expire, now)
+        await self._fill()
+
     async def _fill(self) -> None:
         while len(self._running) < self.concurrency:
-            claimed = await asyncio.to_thread(self.store.claim, self.name)
+            claimed = await asyncio.to_thread(self.store.claim, self.name, self.clock(), LEASE)
             if claimed is None:
                 return
             task = asyncio.create_task(self._one(claimed))
@@ -98,7 +106,13 @@ class BatchWorker:
             await asyncio.sleep(1.0)
             return
         line = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
-        await asyncio.to_thread(self.store.complete, claimed, self.name, state, line, self.clock())
+        for attempt in range(5):
+            try:
+                await asyncio.to_thread(self.store.complete, claimed, self.name, state, line, self.clock())
+                return
+            except Exception:  # keep the answer while the database is away; past that the lease lapses
+                logger.exception("could not record the result of batch request %s", claimed.custom_id)
+                await asyncio.sleep(2**attempt)
 
     async def _answer(self, claimed: ClaimedRequest) -> tuple[RequestState, dict[str, Any]]:
         try:
@@ -129,3 +143,8 @@ def _params(raw: str) -> MessageCreateParams:
     if params.max_tokens == 0:
         raise InvalidRequestError("max_tokens: 0 is not supported in Message Batches")
     return params
+
+
+def _report_death(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("the batch worker stopped", exc_info=task.exception())

@@ -133,7 +133,8 @@ def _refusal(limits: Limits, levels: Levels, input_tokens: int, now: float) -> R
             f"This request alone ({input_tokens} input tokens) exceeds the rate limit of "
             f"{capacities[1]} input tokens per minute for this API key. Please reduce the prompt length."
         )
-        return RateLimitError(message, headers={"retry-after": "60", **headers})
+        # x-should-retry false: the SDKs would otherwise wait and retry a request that cannot pass
+        return RateLimitError(message, headers={"retry-after": "60", "x-should-retry": "false", **headers})
     blocked = _blocked(levels, needs)
     retry = max(_wait(levels[i], needs[i], capacities[i], strict=i == 2) for i in blocked)
     message = (

@@ -226,7 +226,8 @@ def _timestamp(params: Params, name: str) -> datetime | None:
         value = datetime.fromisoformat(raw)
     except ValueError:
         value = None
-    if value is None or value.tzinfo is None or value.year == 9999:  # 9999: no room for its bucket's end
+    # 1970 to 9998: no overflow when moved to UTC or snapped to its bucket's bounds
+    if value is None or value.tzinfo is None or not 1970 <= value.year <= 9998:
         raise InvalidRequestError(f"{name}: must be an RFC 3339 timestamp, e.g. 2025-01-01T00:00:00Z")
     return value.astimezone(UTC)
 

@@ -163,7 +163,7 @@ class MessagesService:
                     yield event
         finally:
             if self.ledger is not None and progress.usage is not None:
-                self.ledger.record(_usage_record(prepared, progress))
+                self.ledger.submit(_usage_record(prepared, progress))
 
     async def _events(
         self, prepared: PreparedMessage, progress: _Progress

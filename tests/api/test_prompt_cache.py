@@ -98,7 +98,7 @@ async def test_the_engine_is_asked_to_keep_the_prefix_in_the_workspace(
     usage = await usage_of(app_client, body([cached(DOC, "1h")]))
     request = engine.requests[-1]
     assert [(k.length, k.ttl) for k in request.keep] == [(usage["cache_creation_input_tokens"], 3600.0)]
-    assert request.namespace.startswith("key-")
+    assert request.namespace.startswith("cfg-apikey_cfg_")
     assert usage["cache_creation"]["ephemeral_1h_input_tokens"] == usage["cache_creation_input_tokens"]
 
 

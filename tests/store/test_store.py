@@ -21,6 +21,7 @@ from tests.databases import KINDS, empty_database
 TABLES = {"alembic_version", "api_keys", "message_batch_requests", "message_batches", "usage", "workspaces"}
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 OWNER = Owner("wrkspc_a", "wrkspc_a", "apikey_a")
+LEASE = timedelta(seconds=15)
 
 
 @pytest.fixture(params=KINDS)
@@ -85,18 +86,19 @@ def _batch(store: BatchStore, count: int) -> str:
 def test_each_request_is_answered_once_even_across_a_crash(database: Engine) -> None:
     store = BatchStore(database)
     batch_id = _batch(store, 3)
-    first = store.claim("w1")
-    second = store.claim("w1")
+    first = store.claim("w1", NOW, LEASE)
+    second = store.claim("w1", NOW, LEASE)
     assert first is not None and second is not None and first.custom_id == "r0"
     assert store.complete(first, "w1", "succeeded", '{"type":"succeeded"}', NOW)
-    # the process dies with r1 running; at the next start it runs again, under a new worker
-    assert store.recover() == 1
-    again = store.claim("w2")
+    # the process dies with r1 running: while its lease holds nothing happens; once it lapses, r1 runs again
+    assert store.recover(NOW + LEASE) == 0
+    assert store.recover(NOW + LEASE + timedelta(seconds=1)) == 1
+    again = store.claim("w2", NOW, LEASE)
     assert again is not None and again.custom_id == "r1"
     assert not store.complete(second, "w1", "succeeded", '{"type":"succeeded"}', NOW)  # the dead worker's write
     assert store.complete(again, "w2", "errored", '{"type":"errored"}', NOW)
-    last = store.claim("w2")
-    assert last is not None and store.claim("w2") is None
+    last = store.claim("w2", NOW, LEASE)
+    assert last is not None and store.claim("w2", NOW, LEASE) is None
     assert store.complete(last, "w2", "succeeded", '{"type":"succeeded"}', NOW)
     batch = store.get(batch_id, OWNER.workspace)
     assert batch is not None and batch.ended_at == NOW
@@ -104,10 +106,39 @@ def test_each_request_is_answered_once_even_across_a_crash(database: Engine) -> 
     assert [custom_id for custom_id, _ in store.results(batch_id, chunk=2)] == ["r0", "r1", "r2"]
 
 
+def test_a_live_worker_keeps_its_requests(database: Engine) -> None:
+    store = BatchStore(database)
+    _batch(store, 1)
+    assert store.claim("w", NOW, LEASE) is not None
+    later = NOW + timedelta(seconds=10)
+    store.renew("w", later, LEASE)
+    assert store.recover(NOW + LEASE + timedelta(seconds=1)) == 0  # renewed: still leased
+    assert store.recover(later + LEASE + timedelta(seconds=1)) == 1
+
+
+def test_two_requests_finishing_at_once_end_their_batch(database: Engine) -> None:
+    """Each completion locks the batch, so the last one to commit sees the other and ends it."""
+    import threading
+
+    store = BatchStore(database)
+    for _ in range(10):
+        batch_id = _batch(store, 2)
+        claimed = [store.claim("w", NOW, LEASE), store.claim("w", NOW, LEASE)]
+        threads = [
+            threading.Thread(target=store.complete, args=(c, "w", "succeeded", "{}", NOW)) for c in claimed
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        batch = store.get(batch_id, OWNER.workspace)
+        assert batch is not None and batch.ended_at is not None
+
+
 def test_cancel_and_expiry_settle_only_unstarted_requests(database: Engine) -> None:
     store = BatchStore(database)
     canceled = _batch(store, 3)
-    running = store.claim("w")
+    running = store.claim("w", NOW, LEASE)
     assert running is not None
     batch = store.cancel(canceled, OWNER.workspace, NOW)
     assert batch is not None and batch.ended_at is None and batch.counts == {"canceled": 2, "running": 1}
@@ -126,7 +157,7 @@ def test_batches_belong_to_their_workspace(database: Engine) -> None:
     store = BatchStore(database)
     batch_id = _batch(store, 1)
     assert store.get(batch_id, "other") is None
-    assert store.list("other") == [] and [b.id for b in store.list(OWNER.workspace)] == [batch_id]
+    assert store.ids("other") == [] and store.ids(OWNER.workspace) == [batch_id]
     assert store.cancel(batch_id, "other", NOW) is None
     assert not store.delete(batch_id, "other")
     assert store.delete(batch_id, OWNER.workspace) and store.get(batch_id, OWNER.workspace) is None

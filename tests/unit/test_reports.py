@@ -434,7 +434,10 @@ def test_dates_at_the_edges_of_the_calendar() -> None:
         parse_usage_query([("starting_at", "9999-12-31T00:00:00Z")], NOW)
     late = usage([], starting_at="9998-12-30T00:00:00Z", ending_at="9998-12-31T12:00:00Z", limit="31")
     assert [b["starting_at"] for b in late["data"]] == ["9998-12-30T00:00:00Z", "9998-12-31T00:00:00Z"]
-    early = usage([], starting_at="0001-01-01T00:00:00Z", limit="1")
-    assert early["data"][0]["ending_at"] == "0001-01-02T00:00:00Z"
-    again = parse_usage_query([("starting_at", "0001-01-01T00:00:00Z"), ("page", early["next_page"])], NOW)
-    assert again.fetch_range[0] == datetime(1, 1, 2, tzinfo=UTC)
+    early = usage([], starting_at="1970-01-01T00:00:00Z", limit="1")
+    assert early["data"][0]["ending_at"] == "1970-01-02T00:00:00Z"
+    again = parse_usage_query([("starting_at", "1970-01-01T00:00:00Z"), ("page", early["next_page"])], NOW)
+    assert again.fetch_range[0] == datetime(1970, 1, 2, tzinfo=UTC)
+    for ancient in ("0001-01-01T00:00:00+14:00", "1969-12-31T23:59:59Z"):  # +14:00 overflowed once
+        with pytest.raises(InvalidRequestError, match=r"^starting_at:"):
+            parse_usage_query([("starting_at", ancient)], NOW)

@@ -103,6 +103,7 @@ async def messages_usage_report(
     request: Request, _: AdminAuthenticated, ledger: LedgerDep, clock: ClockDep
 ) -> JSONResponse:
     query = parse_usage_query(list(request.query_params.multi_items()), clock())
+    await ledger.flush()
     records = await asyncio.to_thread(ledger.records, *query.fetch_range)
     return JSONResponse(usage_report(records, query))
 
@@ -112,5 +113,6 @@ async def organization_cost_report(
     request: Request, _: AdminAuthenticated, ledger: LedgerDep, clock: ClockDep, settings: SettingsDep
 ) -> JSONResponse:
     query = parse_cost_query(list(request.query_params.multi_items()), clock())
+    await ledger.flush()
     records = await asyncio.to_thread(ledger.records, *query.fetch_range)
     return JSONResponse(cost_report(records, settings.prices, query))

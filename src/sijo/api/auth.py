@@ -40,6 +40,12 @@ def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8")).digest()
 
 
+def _config_key_id(secret: bytes, digest: bytes) -> str:
+    """A stable, non-reversible id for a key from the config file (it is stored with its batches and
+    usage; a bare hash of a short key could be brute-forced from the database)."""
+    return hmac.new(secret, digest, hashlib.sha256).hexdigest()[:20]
+
+
 def _match(presented: str, digests: list[bytes]) -> bytes | None:
     candidate = _digest(presented)
     found = None
@@ -50,8 +56,16 @@ def _match(presented: str, digests: list[bytes]) -> bytes | None:
 
 
 class Authenticator:
-    def __init__(self, store: KeyStore, api_keys: list[str], admin_keys: list[str], limits: RateLimitConfig):
+    def __init__(
+        self,
+        store: KeyStore,
+        api_keys: list[str],
+        admin_keys: list[str],
+        limits: RateLimitConfig,
+        secret: bytes,
+    ) -> None:
         self.store = store
+        self._secret = secret
         self._api = [_digest(key) for key in api_keys]
         self._admin = [_digest(key) for key in admin_keys]
         self._defaults = limits
@@ -65,8 +79,9 @@ class Authenticator:
         for key in presented:
             digest = _match(key, self._api)
             if digest is not None:
-                name = f"key-{digest.hex()[:16]}"
-                return Caller(name, Account(), name, self._limits(KeyLimits()))
+                key_id = f"apikey_cfg_{_config_key_id(self._secret, digest)}"
+                account = Account(api_key_id=key_id)
+                return Caller(f"cfg-{key_id}", account, key_id, self._limits(KeyLimits()))
             stored = await asyncio.to_thread(self.store.verify, key, "api")
             if stored is not None:
                 return self._stored(stored)

@@ -29,7 +29,10 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 async def parse_body(request: Request, model: type[ModelT], limit: int) -> ModelT:
     """Strict JSON validation: no type coercion ("10" is not an int), nesting and escapes checked."""
-    body = await read_body(request, limit)
+    return validate_body(await read_body(request, limit), model)
+
+
+def validate_body(body: bytes, model: type[ModelT]) -> ModelT:
     try:
         return model.model_validate_json(body, strict=True)
     except ValidationError as exc:

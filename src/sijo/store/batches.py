@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
@@ -87,22 +87,33 @@ class BatchStore:
             ).first()
             return None if row is None else _batch(row, _counts(connection, [batch_id])[batch_id])
 
-    def list(self, workspace: str) -> list[Batch]:
-        """Newest first."""
+    def ids(self, workspace: str) -> list[str]:
+        """The workspace's batch ids, newest first."""
         with self.engine.connect() as connection:
-            rows = connection.execute(
-                select(batches)
-                .where(batches.c.workspace == workspace)
-                .order_by(batches.c.created_at.desc(), batches.c.id.desc())
-            ).all()
-            counts = _counts(connection, [row.id for row in rows])
-        return [_batch(row, counts[row.id]) for row in rows]
+            return list(
+                connection.execute(
+                    select(batches.c.id)
+                    .where(batches.c.workspace == workspace)
+                    .order_by(batches.c.created_at.desc(), batches.c.id.desc())
+                ).scalars()
+            )
+
+    def many(self, batch_ids: list[str]) -> list[Batch]:
+        """These batches (one page of a list), in the order given."""
+        with self.engine.connect() as connection:
+            rows = {
+                row.id: row for row in connection.execute(select(batches).where(batches.c.id.in_(batch_ids)))
+            }
+            counts = _counts(connection, batch_ids)
+        return [_batch(rows[i], counts[i]) for i in batch_ids if i in rows]
 
     def cancel(self, batch_id: str, workspace: str, now: datetime) -> Batch | None:
         """Unstarted requests become canceled; running ones finish; the batch ends when they have."""
         with self.engine.begin() as connection:
             row = connection.execute(
-                select(batches).where(batches.c.id == batch_id, batches.c.workspace == workspace)
+                select(batches)
+                .where(batches.c.id == batch_id, batches.c.workspace == workspace)
+                .with_for_update()
             ).first()
             if row is None:
                 return None
@@ -139,42 +150,60 @@ class BatchStore:
 
     # --- the worker's side ---------------------------------------------------------------------
 
-    def claim(self, worker: str) -> ClaimedRequest | None:
-        """Take the oldest pending request (oldest batch first) for `worker`, or None."""
+    def claim(self, worker: str, now: datetime, lease: timedelta) -> ClaimedRequest | None:
+        """Take the oldest pending request for `worker`, leased until `now + lease`, or None."""
         for _ in range(8):  # another process may take the same candidate: try the next one
             with self.engine.begin() as connection:
                 row = connection.execute(
-                    select(
-                        batch_requests.c.id,
-                        batch_requests.c.batch_id,
-                        batch_requests.c.custom_id,
-                        batch_requests.c.params,
-                        batches.c.workspace,
-                        batches.c.workspace_id,
-                        batches.c.api_key_id,
-                    )
-                    .join(batches, batches.c.id == batch_requests.c.batch_id)
+                    select(batch_requests.c.id, batch_requests.c.batch_id)
                     .where(batch_requests.c.state == "pending")
-                    .order_by(batches.c.created_at, batch_requests.c.batch_id, batch_requests.c.position)
+                    .order_by(batch_requests.c.id)
                     .limit(1)
+                    .with_for_update(skip_locked=True)
                 ).first()
                 if row is None:
                     return None
                 taken = connection.execute(
                     update(batch_requests)
                     .where(batch_requests.c.id == row.id, batch_requests.c.state == "pending")
-                    .values(state="running", worker=worker)
+                    .values(state="running", worker=worker, lease_until=now + lease)
                 ).rowcount
                 if taken:
-                    owner = Owner(row.workspace, row.workspace_id, row.api_key_id)
-                    return ClaimedRequest(row.id, row.batch_id, row.custom_id, row.params, owner)
+                    return self._claimed(connection, row.id)
         return None
+
+    def _claimed(self, connection: Connection, request_id: int) -> ClaimedRequest:
+        row = connection.execute(
+            select(
+                batch_requests.c.id,
+                batch_requests.c.batch_id,
+                batch_requests.c.custom_id,
+                batch_requests.c.params,
+                batches.c.workspace,
+                batches.c.workspace_id,
+                batches.c.api_key_id,
+            )
+            .join(batches, batches.c.id == batch_requests.c.batch_id)
+            .where(batch_requests.c.id == request_id)
+        ).one()
+        owner = Owner(row.workspace, row.workspace_id, row.api_key_id)
+        return ClaimedRequest(row.id, row.batch_id, row.custom_id, row.params, owner)
+
+    def renew(self, worker: str, now: datetime, lease: timedelta) -> None:
+        """Extend the leases of `worker`'s running requests (it is alive)."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(batch_requests)
+                .where(batch_requests.c.worker == worker, batch_requests.c.state == "running")
+                .values(lease_until=now + lease)
+            )
 
     def complete(
         self, request: ClaimedRequest, worker: str, state: RequestState, result: str, now: datetime
     ) -> bool:
         """Write a request's result (once, by its worker); end its batch if it was the last."""
         with self.engine.begin() as connection:
+            _lock(connection, request.batch_id)
             written = connection.execute(
                 update(batch_requests)
                 .where(
@@ -182,13 +211,13 @@ class BatchStore:
                     batch_requests.c.state == "running",
                     batch_requests.c.worker == worker,
                 )
-                .values(state=state, result=result, params="")
+                .values(state=state, result=result, params="", lease_until=None)
             ).rowcount
             _end_if_done(connection, request.batch_id, now)
         return bool(written)
 
     def release(self, request: ClaimedRequest, worker: str) -> None:
-        """Give a request back unfinished (the worker is stopping)."""
+        """Give a request back unfinished (the worker is stopping, or the engine is full)."""
         with self.engine.begin() as connection:
             connection.execute(
                 update(batch_requests)
@@ -197,17 +226,17 @@ class BatchStore:
                     batch_requests.c.worker == worker,
                     batch_requests.c.state == "running",
                 )
-                .values(state="pending", worker=None)
+                .values(state="pending", worker=None, lease_until=None)
             )
 
-    def recover(self) -> int:
-        """At start: requests left running by a process that died run again."""
+    def recover(self, now: datetime) -> int:
+        """Requests whose worker stopped renewing their lease (its process died) run again."""
         with self.engine.begin() as connection:
             return int(
                 connection.execute(
                     update(batch_requests)
-                    .where(batch_requests.c.state == "running")
-                    .values(state="pending", worker=None)
+                    .where(batch_requests.c.state == "running", batch_requests.c.lease_until < now)
+                    .values(state="pending", worker=None, lease_until=None)
                 ).rowcount
             )
 
@@ -221,10 +250,18 @@ class BatchStore:
                 .scalars()
                 .all()
             )
-            for batch_id in due:
+        for batch_id in due:
+            with self.engine.begin() as connection:
+                _lock(connection, batch_id)
                 _settle(connection, batch_id, "pending", "expired")
                 _end_if_done(connection, batch_id, now)
         return len(due)
+
+
+def _lock(connection: Connection, batch_id: str) -> None:
+    """Serialise the changes that may end a batch (PostgreSQL; SQLite has one writer anyway), so two
+    requests finishing at once cannot both see the other still running and leave the batch open."""
+    connection.execute(select(batches.c.id).where(batches.c.id == batch_id).with_for_update())
 
 
 def _settle(connection: Connection, batch_id: str, state: RequestState, to: RequestState) -> None:

@@ -1,7 +1,15 @@
-"""The usage ledger: one row per request, interactive or batch, as `UsageRecord`s."""
+"""The usage ledger: one row per request, interactive or batch, as `UsageRecord`s.
+
+Requests hand their record over without waiting (`submit`): the write runs on a worker thread, so
+a busy database never stalls the event loop, and a failed write is logged, never raised into a
+reply that already succeeded. Readers in the same process `flush` first, to see every request
+that has ended.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import asdict, fields
 from datetime import datetime
 
@@ -11,11 +19,35 @@ from sijo.store.tables import usage
 from sijo.usage import UsageRecord
 
 _FIELDS = [field.name for field in fields(UsageRecord)]
+logger = logging.getLogger("sijo.usage")
 
 
 class UsageLedger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._pending: set[asyncio.Future[None]] = set()
+
+    def submit(self, entry: UsageRecord) -> None:
+        """Record `entry` in the background (call from the event loop)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a reply finalised outside the loop (at shutdown): write it now
+            self._record_logged(entry)
+            return
+        future = loop.run_in_executor(None, self._record_logged, entry)
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
+
+    async def flush(self) -> None:
+        """Wait for every record submitted so far."""
+        if self._pending:
+            await asyncio.wait(set(self._pending))
+
+    def _record_logged(self, entry: UsageRecord) -> None:
+        try:
+            self.record(entry)
+        except Exception:
+            logger.exception("could not record usage of %s", entry.model)
 
     def record(self, entry: UsageRecord) -> None:
         with self.engine.begin() as connection:

@@ -98,8 +98,10 @@ batch_requests = Table(
     Column("state", String(16), nullable=False),  # pending|running|succeeded|errored|canceled|expired
     Column("result", Text),  # the results line's `result` object, as JSON
     Column("worker", String(64)),  # which worker runs it; only that worker may write its result
+    Column("lease_until", UtcDateTime()),  # a running request whose worker stopped renewing runs again
     UniqueConstraint("batch_id", "custom_id", name="uq_message_batch_requests_custom_id"),
-    Index("ix_message_batch_requests_state", "state", "batch_id", "position"),
+    Index("ix_message_batch_requests_state", "state", "id"),
+    Index("ix_message_batch_requests_position", "batch_id", "position"),
 )
 
 usage = Table(

@@ -97,18 +97,23 @@ def upgrade() -> None:
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("result", sa.Text(), nullable=True),
         sa.Column("worker", sa.String(length=64), nullable=True),
+        sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["batch_id"], ["message_batches.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("batch_id", "custom_id", name="uq_message_batch_requests_custom_id"),
     )
     with op.batch_alter_table("message_batch_requests", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_message_batch_requests_state", ["state", "batch_id", "position"], unique=False
+            "ix_message_batch_requests_state", ["state", "id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_message_batch_requests_position", ["batch_id", "position"], unique=False
         )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("message_batch_requests", schema=None) as batch_op:
+        batch_op.drop_index("ix_message_batch_requests_position")
         batch_op.drop_index("ix_message_batch_requests_state")
 
     op.drop_table("message_batch_requests")
