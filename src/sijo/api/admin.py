@@ -11,7 +11,8 @@ from fastapi.responses import JSONResponse
 from sijo.api.auth import AdminAuthenticated
 from sijo.api.body import parse_body
 from sijo.api.deps import ClockDep, KeysDep, LedgerDep, SettingsDep
-from sijo.errors import InvalidRequestError, NotFoundError
+from sijo.api.pagination import select_page
+from sijo.errors import NotFoundError
 from sijo.protocol.base import WireModel
 from sijo.reports import cost_report, parse_cost_query, parse_usage_query, usage_report
 from sijo.store.keys import ApiKey, KeyStore
@@ -48,31 +49,19 @@ async def list_api_keys(
     status: Literal["active", "inactive", "archived"] | None = None,
     workspace_id: str | None = None,
 ) -> JSONResponse:
-    found = await asyncio.to_thread(keys.list, kind="api", status=status, workspace_id=workspace_id)
-    ids = [key.id for key in found]
-    start, stop = 0, len(found)
-    if after_id is not None:
-        start = _position(ids, after_id, "after_id") + 1
-    if before_id is not None:
-        stop = _position(ids, before_id, "before_id")
-        start = max(0, stop - limit)
-    chunk = found[start:stop][:limit]
-    has_more = start + len(chunk) < len(found) if before_id is None else start > 0
+    found = {
+        key.id: key
+        for key in await asyncio.to_thread(keys.list, kind="api", status=status, workspace_id=workspace_id)
+    }
+    ids, has_more = select_page(list(found), limit, after_id, before_id, "API key id")
     return JSONResponse(
         {
-            "data": [_api_key(key) for key in chunk],
+            "data": [_api_key(found[i]) for i in ids],
             "has_more": has_more,
-            "first_id": chunk[0].id if chunk else None,
-            "last_id": chunk[-1].id if chunk else None,
+            "first_id": ids[0] if ids else None,
+            "last_id": ids[-1] if ids else None,
         }
     )
-
-
-def _position(ids: list[str], key_id: str, field: str) -> int:
-    try:
-        return ids.index(key_id)
-    except ValueError:
-        raise InvalidRequestError(f"{field}: unknown API key id {key_id}") from None
 
 
 async def _found(keys: KeyStore, key_id: str) -> ApiKey:

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from sijo.api.auth import Authenticated, Caller
 from sijo.api.body import read_body, validate_body
 from sijo.api.deps import BatchesDep, ClockDep, SettingsDep, WorkerDep
+from sijo.api.pagination import select_page
 from sijo.config import Settings
 from sijo.errors import InvalidRequestError, NotFoundError
 from sijo.protocol.batches import (
@@ -91,17 +92,9 @@ async def list_batches(
     after_id: str | None = None,
     before_id: str | None = None,
 ) -> JSONResponse:
-    if after_id is not None and before_id is not None:
-        raise InvalidRequestError("after_id: cannot be combined with before_id")
     ids = await asyncio.to_thread(store.ids, caller.workspace)
-    start, stop = 0, len(ids)
-    if after_id is not None:
-        start = _position(ids, after_id, "after_id") + 1
-    if before_id is not None:
-        stop = _position(ids, before_id, "before_id")
-        start = max(0, stop - limit)
-    chunk = await asyncio.to_thread(store.many, ids[start:stop][:limit])
-    has_more = start + len(chunk) < len(ids) if before_id is None else start > 0
+    page_ids, has_more = select_page(ids, limit, after_id, before_id, "batch id")
+    chunk = await asyncio.to_thread(store.many, page_ids)
     page = MessageBatchPage(
         data=[_wire(batch, request, settings) for batch in chunk],
         has_more=has_more,
@@ -126,13 +119,6 @@ def _requests(body: bytes, limit: int) -> list[tuple[str, str]]:
             )
         seen.add(item.custom_id)
     return [(item.custom_id, json.dumps(item.params, ensure_ascii=False)) for item in params.requests]
-
-
-def _position(ids: list[str], batch_id: str, field: str) -> int:
-    try:
-        return ids.index(batch_id)
-    except ValueError:
-        raise InvalidRequestError(f"{field}: unknown batch id {batch_id}") from None
 
 
 @router.get("/v1/messages/batches/{batch_id}")

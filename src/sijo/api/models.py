@@ -9,8 +9,8 @@ from fastapi.responses import JSONResponse
 
 from sijo.api.auth import Authenticated
 from sijo.api.deps import ServiceDep
-from sijo.errors import InvalidRequestError
-from sijo.protocol.models import ModelInfo, ModelPage
+from sijo.api.pagination import select_page
+from sijo.protocol.models import ModelPage
 
 router = APIRouter()
 
@@ -23,8 +23,14 @@ async def list_models(
     after_id: str | None = None,
     before_id: str | None = None,
 ) -> JSONResponse:
-    infos = [served.info() for served in service.catalog.list()]
-    page = _page(infos, limit, after_id, before_id)
+    infos = {info.id: info for info in (served.info() for served in service.catalog.list())}
+    ids, has_more = select_page(list(infos), limit, after_id, before_id, "model id")
+    page = ModelPage(
+        data=[infos[i] for i in ids],
+        has_more=has_more,
+        first_id=ids[0] if ids else None,
+        last_id=ids[-1] if ids else None,
+    )
     return JSONResponse(page.model_dump(mode="json"))
 
 
@@ -32,31 +38,3 @@ async def list_models(
 async def retrieve_model(model_id: str, _: Authenticated, service: ServiceDep) -> JSONResponse:
     info = service.catalog.resolve(model_id, field="model").info()
     return JSONResponse(info.model_dump(mode="json"))
-
-
-def _page(infos: list[ModelInfo], limit: int, after_id: str | None, before_id: str | None) -> ModelPage:
-    if after_id is not None and before_id is not None:
-        raise InvalidRequestError("after_id: cannot be combined with before_id")
-    ids = [info.id for info in infos]
-    start, stop = 0, len(infos)
-    if after_id is not None:
-        start = _position(ids, after_id, "after_id") + 1
-    if before_id is not None:
-        stop = _position(ids, before_id, "before_id")
-        start = max(0, stop - limit)
-    window = infos[start:stop]
-    chunk = window[:limit]
-    has_more = (start + len(chunk) < len(infos)) if before_id is None else start > 0
-    return ModelPage(
-        data=chunk,
-        has_more=has_more,
-        first_id=chunk[0].id if chunk else None,
-        last_id=chunk[-1].id if chunk else None,
-    )
-
-
-def _position(ids: list[str], model_id: str, field: str) -> int:
-    try:
-        return ids.index(model_id)
-    except ValueError:
-        raise InvalidRequestError(f"{field}: unknown model id {model_id}") from None
