@@ -84,8 +84,11 @@ class RateLimiter(Protocol):
         """The state, taking nothing."""
         ...
 
-    async def settle(self, key: str, limits: Limits, output_tokens: int) -> RateLimitState:
-        """Take the output tokens a reply used; the output bucket may go below zero."""
+    async def settle(
+        self, key: str, limits: Limits, output_tokens: int, refund_input_tokens: int = 0
+    ) -> RateLimitState:
+        """Take the output tokens a reply used (the output bucket may go below zero), and give back
+        input tokens admitted but not counted after all (cache reads, which the API leaves out)."""
         ...
 
     async def aclose(self) -> None: ...
@@ -96,10 +99,11 @@ def rate_limiter(redis_url: str | None, clock: Callable[[], float] = time.time) 
     return RedisRateLimiter(redis_url, clock) if redis_url else LocalRateLimiter(clock)
 
 
-def _amounts(take: Take, amount: int) -> Levels:
-    if amount < 0:
-        raise ValueError(f"token counts cannot be negative: {amount}")
-    return {"admit": (1, amount, 0), "settle": (0, 0, amount), "peek": (0, 0, 0)}[take]
+def _amounts(take: Take, amount: int, refund: int = 0) -> Levels:
+    """What a take removes from each bucket (a refund is negative: it gives input tokens back)."""
+    if amount < 0 or refund < 0:
+        raise ValueError(f"token counts cannot be negative: {amount}, {refund}")
+    return {"admit": (1, amount, 0), "settle": (0, -refund, amount), "peek": (0, 0, 0)}[take]
 
 
 def _blocked(levels: Levels, needs: Levels) -> list[int]:
@@ -158,19 +162,22 @@ class LocalRateLimiter:
     async def peek(self, key: str, limits: Limits) -> RateLimitState:
         return self._take(key, limits, "peek", 0)
 
-    async def settle(self, key: str, limits: Limits, output_tokens: int) -> RateLimitState:
-        return self._take(key, limits, "settle", output_tokens)
+    async def settle(
+        self, key: str, limits: Limits, output_tokens: int, refund_input_tokens: int = 0
+    ) -> RateLimitState:
+        return self._take(key, limits, "settle", output_tokens, refund_input_tokens)
 
     async def aclose(self) -> None:
         self._buckets.clear()
 
-    def _take(self, key: str, limits: Limits, take: Take, amount: int) -> RateLimitState:
-        now, needs = self._clock(), _amounts(take, amount)
+    def _take(self, key: str, limits: Limits, take: Take, amount: int, refund: int = 0) -> RateLimitState:
+        now, needs = self._clock(), _amounts(take, amount, refund)
         levels = self._levels(key, limits, now)
         if take == "admit" and _blocked(levels, needs):
             raise _refusal(limits, levels, amount, now)
         if take != "peek":
-            levels = (levels[0] - needs[0], levels[1] - needs[1], levels[2] - needs[2])
+            capacities = limits.capacities()
+            levels = (levels[0] - needs[0], min(capacities[1], levels[1] - needs[1]), levels[2] - needs[2])
             self._buckets[key] = (levels, now)
         return _state(limits, levels, now)
 
@@ -184,12 +191,14 @@ class LocalRateLimiter:
 
 
 # KEYS[1]: the key's hash ({bucket}:level and {bucket}:at per bucket). ARGV: now, take, amount,
-# then the three capacities. Mirrors LocalRateLimiter._take; replies the status and three levels.
+# the three capacities, then the input tokens refunded. Mirrors LocalRateLimiter._take; replies
+# the status and three levels.
 _SCRIPT = """
 local now, take, amount = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local names = {'requests', 'input_tokens', 'output_tokens'}
 local needs = {0, 0, 0}
-if take == 'admit' then needs = {1, amount, 0} elseif take == 'settle' then needs = {0, 0, amount} end
+local refund = tonumber(ARGV[7])
+if take == 'admit' then needs = {1, amount, 0} elseif take == 'settle' then needs = {0, -refund, amount} end
 local levels, capacities, blocked = {}, {}, false
 for i, name in ipairs(names) do
   local capacity = tonumber(ARGV[3 + i])
@@ -205,7 +214,7 @@ if take == 'admit' and blocked then status = 'refused' end
 if status == 'ok' and take ~= 'peek' then
   local full = 0
   for i, name in ipairs(names) do
-    levels[i] = levels[i] - needs[i]
+    levels[i] = math.min(capacities[i], levels[i] - needs[i])
     full = math.max(full, (capacities[i] - levels[i]) * 60 / capacities[i])
     redis.call('HSET', KEYS[1], name .. ':level', string.format('%.17g', levels[i]),
       name .. ':at', string.format('%.17g', now))
@@ -236,16 +245,20 @@ class RedisRateLimiter:
     async def peek(self, key: str, limits: Limits) -> RateLimitState:
         return await self._take(key, limits, "peek", 0)
 
-    async def settle(self, key: str, limits: Limits, output_tokens: int) -> RateLimitState:
-        return await self._take(key, limits, "settle", output_tokens)
+    async def settle(
+        self, key: str, limits: Limits, output_tokens: int, refund_input_tokens: int = 0
+    ) -> RateLimitState:
+        return await self._take(key, limits, "settle", output_tokens, refund_input_tokens)
 
     async def aclose(self) -> None:
         await self._redis.aclose()
 
-    async def _take(self, key: str, limits: Limits, take: Take, amount: int) -> RateLimitState:
-        _amounts(take, amount)  # validates before the round trip
+    async def _take(
+        self, key: str, limits: Limits, take: Take, amount: int, refund: int = 0
+    ) -> RateLimitState:
+        _amounts(take, amount, refund)  # validates before the round trip
         now = self._clock()
-        args: list[str | int] = [repr(now), take, amount, *limits.capacities()]
+        args: list[str | int] = [repr(now), take, amount, *limits.capacities(), refund]
         try:
             status, *reply = await self._script(keys=[self._prefix + key], args=args)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:

@@ -59,6 +59,7 @@ async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
         "a": store.create("a", workspace="alpha")[1],
         "b": store.create("b", workspace="beta")[1],
         "slow": store.create("slow", workspace="alpha", limits=KeyLimits(requests_per_minute=2))[1],
+        "tokens": store.create("tokens", workspace="gamma", limits=KeyLimits(input_tokens_per_minute=10_000))[1],
         "admin": store.create("ops", kind="admin")[1],
     }
     database.dispose()
@@ -182,10 +183,23 @@ async def test_rate_limit_refuses_with_retry_after_then_refills(platform: Platfo
         assert (await client.post("/v1/messages", json=body)).status_code == 200
 
 
+async def test_input_token_limits_do_not_count_cache_reads(platform: Platform) -> None:
+    system = [{"type": "text", "text": "x" * 2000, "cache_control": {"type": "ephemeral"}}]
+    body = {"model": "claude-sonnet-4-6", "max_tokens": 5, "system": system, "messages": [{"role": "user", "content": "Hi"}]}
+    async with platform.client("tokens") as client:
+        first = await client.post("/v1/messages", json=body)
+        second = await client.post("/v1/messages", json=body)
+    usage = second.json()["usage"]
+    assert usage["cache_read_input_tokens"] == first.json()["usage"]["cache_creation_input_tokens"] > 2000
+    left = [int(r.headers["anthropic-ratelimit-input-tokens-remaining"]) for r in (first, second)]
+    assert left[0] == 10_000 - sum(first.json()["usage"][k] for k in ("input_tokens", "cache_creation_input_tokens"))
+    assert left[1] == left[0] - usage["input_tokens"]  # the cached 2000+ tokens were given back
+
+
 async def test_admin_api_lists_and_deactivates_keys(platform: Platform) -> None:
     async with platform.client("admin") as admin, platform.client("a") as a:
         listed = (await admin.get("/v1/organizations/api_keys", params={"limit": 2})).json()
-        assert [k["name"] for k in listed["data"]] == ["slow", "b"] and listed["has_more"]
+        assert [k["name"] for k in listed["data"]] == ["tokens", "slow"] and listed["has_more"]
         everything = (await admin.get("/v1/organizations/api_keys")).json()["data"]
         key = next(k for k in everything if k["name"] == "a")
         assert key["type"] == "api_key" and key["status"] == "active" and key["workspace_id"].startswith("wrkspc_")

@@ -147,6 +147,14 @@ async def test_a_refused_request_takes_nothing_from_either_bucket(
     assert remaining(await limiter.admit("key", limits, 50)) == (9, 0, 100)
 
 
+async def test_cache_reads_are_given_back_to_the_input_bucket(limiter: RateLimiter) -> None:
+    limits = Limits(requests_per_minute=10, input_tokens_per_minute=100, output_tokens_per_minute=100)
+    assert remaining(await limiter.admit("key", limits, 90)) == (9, 10, 100)
+    # 80 of the 90 prompt tokens were read from the cache: only 10 count, as on the Claude API
+    assert remaining(await limiter.settle("key", limits, 5, refund_input_tokens=80)) == (9, 90, 95)
+    assert remaining(await limiter.settle("key", limits, 0, refund_input_tokens=500)) == (9, 100, 95)  # capped
+
+
 async def test_a_request_larger_than_the_whole_limit_is_refused_for_a_minute(limiter: RateLimiter) -> None:
     error = await refusal(limiter, RPM5, 1001)
     assert error.message.startswith(

@@ -14,7 +14,7 @@ from sijo.api.auth import Authenticated, Caller
 from sijo.api.body import parse_body
 from sijo.api.deps import LimiterDep, ServiceDep, SettingsDep
 from sijo.api.errors import request_id
-from sijo.protocol.events import MessageDeltaEvent, StreamEvent
+from sijo.protocol.events import MessageDeltaEvent, MessageStartEvent, StreamEvent
 from sijo.protocol.message import MessageTokensCount
 from sijo.protocol.params import CountTokensParams, MessageCreateParams
 from sijo.ratelimit import RateLimiter
@@ -33,7 +33,8 @@ async def create_message(
 ) -> Response:
     params = await parse_body(request, MessageCreateParams, settings.max_request_bytes)
     prepared = await service.prepare(params, caller.workspace, account=caller.account)
-    # Rate limits are checked once the prompt's tokens are known; output is charged when it is spent.
+    # Rate limits are checked once the prompt's tokens are known; output is charged when it is spent,
+    # and the prompt tokens read from the cache are given back then (the API does not count them).
     state = await limiter.admit(caller.rate_key, caller.limits, len(prepared.prompt.tokens))
     if params.stream:
         events = _settled(service.stream(prepared), limiter, caller)
@@ -46,7 +47,10 @@ async def create_message(
         message = await _unless_disconnected(request, service.create(prepared))
     except ClientDisconnected:
         return Response(status_code=499)
-    state = await limiter.settle(caller.rate_key, caller.limits, message.usage.output_tokens)
+    usage = message.usage
+    state = await limiter.settle(
+        caller.rate_key, caller.limits, usage.output_tokens, usage.cache_read_input_tokens
+    )
     return JSONResponse(message.model_dump(mode="json"), headers=state.headers())
 
 
@@ -63,15 +67,18 @@ async def count_tokens(
 async def _settled(
     events: AsyncIterator[StreamEvent], limiter: RateLimiter, caller: Caller
 ) -> AsyncIterator[StreamEvent]:
-    """The stream, charging its output tokens to the caller's limits when it ends (or is left)."""
-    output_tokens = 0
+    """The stream, charging its output tokens to the caller's limits when it ends (or is left), and
+    giving back the prompt tokens read from the cache, which input-token limits do not count."""
+    output_tokens = cache_read = 0
     try:
         async for event in events:
-            if isinstance(event, MessageDeltaEvent):
+            if isinstance(event, MessageStartEvent):
+                cache_read = event.message.usage.cache_read_input_tokens
+            elif isinstance(event, MessageDeltaEvent):
                 output_tokens = event.usage.output_tokens
             yield event
     finally:
-        await limiter.settle(caller.rate_key, caller.limits, output_tokens)
+        await limiter.settle(caller.rate_key, caller.limits, output_tokens, cache_read)
 
 
 async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
