@@ -71,6 +71,9 @@ class Server:
 
 
 def start_server(tmp: Path, env: dict[str, str], *args: str) -> Server:
+    """`sijo serve` on a free loopback port; its state (database, secrets) under `tmp` unless `env`
+    names a data directory, never the user's."""
+    env = {"SIJO_DATA_DIR": str(tmp / "data"), **env}
     port = free_port()
     log = tmp / f"sijo-{port}.log"
     command = [

@@ -70,6 +70,32 @@ class RequestIdMiddleware:
             await response(scope, receive, send_with_id)
 
 
+class RateLimitHeadersMiddleware:
+    """Puts the caller's `anthropic-ratelimit-*` headers (left in the request state by
+    authentication, or by the route that took from the buckets) on every response to a caller it
+    knows, errors included; a route's own headers win."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+
+        async def send_with_limits(message: Message) -> None:
+            limits: dict[str, str] = state.get("ratelimit_headers") or {}
+            if message["type"] == "http.response.start" and limits:
+                headers = list(message.get("headers", []))
+                present = {name.decode("latin-1").lower() for name, _ in headers}
+                headers += [(k.encode(), v.encode()) for k, v in limits.items() if k not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_limits)
+
+
 def load_engines(settings: Settings) -> dict[str, Engine]:
     from sijo.engines.llama_cpp import LlamaCppEngine  # heavy: only when serving for real
 
@@ -126,6 +152,7 @@ def create_app(
 
     app = FastAPI(title="Sijo", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
+    app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(RequestIdMiddleware)
     errors.install(app)
     app.include_router(messages.router)

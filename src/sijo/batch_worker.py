@@ -10,6 +10,7 @@ killed) runs again, wherever a worker is alive. Expired batches are settled on e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -22,8 +23,9 @@ from sijo.errors import ApiError, InternalServerError, InvalidRequestError, Over
 from sijo.ids import new_id
 from sijo.protocol.params import MessageCreateParams
 from sijo.protocol.validation import describe_errors
-from sijo.service import Account, MessagesService
+from sijo.service import Account, MessagesService, usage_record
 from sijo.store.batches import BatchStore, ClaimedRequest, RequestState
+from sijo.usage import UsageRecord
 
 logger = logging.getLogger("sijo.batches")
 Clock = Callable[[], datetime]
@@ -71,11 +73,11 @@ class BatchWorker:
 
     async def _run(self) -> None:
         while True:
+            self._wake.clear()  # before the pass: a wake() during it is not lost
             try:
                 await self._pass()
             except Exception:  # the database went away for a moment: try again on the next pass
                 logger.exception("batch worker pass failed")
-            self._wake.clear()
             waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._wake.wait()), *self._running}
             _done, pending = await asyncio.wait(waits, timeout=self.poll, return_when=asyncio.FIRST_COMPLETED)
             for future in pending:
@@ -84,7 +86,8 @@ class BatchWorker:
 
     async def _pass(self) -> None:
         now = self.clock()
-        await asyncio.to_thread(self.store.renew, self.name, now, LEASE)
+        running = [claimed.id for claimed in self._running.values()]
+        await asyncio.to_thread(self.store.renew, self.name, running, now, LEASE)
         await asyncio.to_thread(self.store.recover, now)
         await asyncio.to_thread(self.store.expire, now)
         await self._fill()
@@ -100,7 +103,7 @@ class BatchWorker:
 
     async def _one(self, claimed: ClaimedRequest) -> None:
         try:
-            state, result = await self._answer(claimed)
+            state, result, spent = await self._answer(claimed)
         except OverloadedError:  # the engine's queue is full: not the request's fault, run it later
             await asyncio.to_thread(self.store.release, claimed, self.name)
             await asyncio.sleep(1.0)
@@ -108,13 +111,18 @@ class BatchWorker:
         line = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
         for attempt in range(5):
             try:
-                await asyncio.to_thread(self.store.complete, claimed, self.name, state, line, self.clock())
+                complete = self.store.complete
+                await asyncio.to_thread(complete, claimed, self.name, state, line, self.clock(), spent)
                 return
-            except Exception:  # keep the answer while the database is away; past that the lease lapses
+            except Exception:  # keep the answer while the database is away for a moment
                 logger.exception("could not record the result of batch request %s", claimed.custom_id)
                 await asyncio.sleep(2**attempt)
+        with contextlib.suppress(Exception):  # give it back to run again; failing that, its lease lapses
+            await asyncio.to_thread(self.store.release, claimed, self.name)
 
-    async def _answer(self, claimed: ClaimedRequest) -> tuple[RequestState, dict[str, Any]]:
+    async def _answer(
+        self, claimed: ClaimedRequest
+    ) -> tuple[RequestState, dict[str, Any], UsageRecord | None]:
         try:
             params = _params(claimed.params)
             owner = claimed.owner
@@ -124,12 +132,16 @@ class BatchWorker:
         except OverloadedError:
             raise
         except ApiError as exc:
-            return "errored", {"type": "errored", "error": exc.body(new_id("req"))}
+            return "errored", {"type": "errored", "error": exc.body(new_id("req"))}, None
         except Exception:
             logger.exception("batch request %s failed", claimed.custom_id)
             error = InternalServerError("Internal server error")
-            return "errored", {"type": "errored", "error": error.body(new_id("req"))}
-        return "succeeded", {"type": "succeeded", "message": message.model_dump(mode="json")}
+            return "errored", {"type": "errored", "error": error.body(new_id("req"))}, None
+        usage = message.usage
+        spent = usage_record(
+            prepared, usage, usage.output_tokens, usage.output_tokens_details.thinking_tokens
+        )
+        return "succeeded", {"type": "succeeded", "message": message.model_dump(mode="json")}, spent
 
 
 def _params(raw: str) -> MessageCreateParams:

@@ -155,15 +155,19 @@ class MessagesService:
 
     async def stream(self, prepared: PreparedMessage) -> AsyncIterator[StreamEvent]:
         """The reply's events; whatever it consumed goes to the usage ledger, even if the client
-        leaves early (the tokens were spent)."""
+        leaves early (the tokens were spent). A batch request's usage is written by the batch
+        worker, with its result, so that a request rerun after a crash is billed once."""
         progress = _Progress()
         try:
             async with aclosing(self._events(prepared, progress)) as events:
                 async for event in events:
                     yield event
         finally:
-            if self.ledger is not None and progress.usage is not None:
-                self.ledger.submit(_usage_record(prepared, progress))
+            if self.ledger is not None and progress.usage is not None and not prepared.batch:
+                spent = usage_record(
+                    prepared, progress.usage, progress.output_tokens, progress.thinking_tokens
+                )
+                self.ledger.submit(spent)
 
     async def _events(
         self, prepared: PreparedMessage, progress: _Progress
@@ -393,9 +397,10 @@ def _reject_unsupported(params: MessageCreateParams | CountTokensParams) -> None
         raise InvalidRequestError(f"{name}: this parameter is not supported by Sijo yet")
 
 
-def _usage_record(prepared: PreparedMessage, progress: _Progress) -> UsageRecord:
-    usage = progress.usage
-    assert usage is not None
+def usage_record(
+    prepared: PreparedMessage, usage: Usage, output_tokens: int, thinking_tokens: int
+) -> UsageRecord:
+    """The ledger's record of a reply to `prepared` whose prompt billed `usage`."""
     return UsageRecord(
         at=datetime.now(UTC),
         api_key_id=prepared.account.api_key_id,
@@ -403,9 +408,9 @@ def _usage_record(prepared: PreparedMessage, progress: _Progress) -> UsageRecord
         model=prepared.model_id,
         service_tier="batch" if prepared.batch else "standard",
         uncached_input_tokens=usage.input_tokens,
-        output_tokens=progress.output_tokens,
+        output_tokens=output_tokens,
         cache_write_5m_tokens=usage.cache_creation.ephemeral_5m_input_tokens,
         cache_write_1h_tokens=usage.cache_creation.ephemeral_1h_input_tokens,
         cache_read_tokens=usage.cache_read_input_tokens,
-        thinking_tokens=progress.thinking_tokens,
+        thinking_tokens=thinking_tokens,
     )

@@ -101,7 +101,7 @@ async def results(client: httpx.AsyncClient, batch: dict[str, Any]) -> dict[str,
 
 
 async def test_unfinished_requests_expire_after_24_hours(platform: Platform) -> None:
-    platform.engine.enqueue(["x"] * 40)  # the first request runs ~0.4 s, the others wait behind it
+    platform.engine.enqueue(["x"] * 200)  # the first request runs ~2 s, the others wait behind it
     async with platform.client("a") as client:
         created = (await client.post("/v1/messages/batches", json={"requests": [request(f"r{i}") for i in range(3)]})).json()
         assert created["expires_at"] == "2026-11-25T12:00:00Z" and created["request_counts"]["processing"] == 3
@@ -116,7 +116,7 @@ async def test_unfinished_requests_expire_after_24_hours(platform: Platform) -> 
 
 
 async def test_cancel_settles_unstarted_requests(platform: Platform) -> None:
-    platform.engine.enqueue(["x"] * 40)
+    platform.engine.enqueue(["x"] * 200)
     async with platform.client("a") as client:
         created = (await client.post("/v1/messages/batches", json={"requests": [request(f"r{i}") for i in range(4)]})).json()
         await running(platform.engine)
@@ -194,6 +194,35 @@ async def test_input_token_limits_do_not_count_cache_reads(platform: Platform) -
     left = [int(r.headers["anthropic-ratelimit-input-tokens-remaining"]) for r in (first, second)]
     assert left[0] == 10_000 - sum(first.json()["usage"][k] for k in ("input_tokens", "cache_creation_input_tokens"))
     assert left[1] == left[0] - usage["input_tokens"]  # the cached 2000+ tokens were given back
+
+
+async def test_every_response_to_a_known_caller_carries_its_rate_limits(platform: Platform) -> None:
+    async with platform.client("slow") as client:
+        for response in [
+            await client.get("/v1/models"),
+            await client.get("/v1/messages/batches"),
+            await client.get("/v1/messages/batches/msgbatch_nope"),  # errors too
+        ]:
+            assert response.headers["anthropic-ratelimit-requests-limit"] == "2"
+            assert response.headers["anthropic-ratelimit-requests-remaining"] == "2"  # reading takes nothing
+
+
+async def test_batch_limits_and_the_public_url(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path, public_url="https://sijo.example.com/", batches=BatchConfig(max_requests=2, max_bytes=4096)
+    )
+    app = create_app(settings, engines={"default": FakeEngine()})
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://sijo.test", headers=VERSION) as client:
+            many = await client.post("/v1/messages/batches", json={"requests": [request(f"r{i}") for i in range(3)]})
+            assert many.status_code == 400 and many.json()["error"]["message"].startswith("requests: a batch holds at most 2")
+            big = [request("r0") | {"params": request("r0")["params"] | {"system": "x" * 5000}}]
+            large = await client.post("/v1/messages/batches", json={"requests": big})
+            assert large.status_code == 413 and large.json()["error"]["type"] == "request_too_large"
+            created = (await client.post("/v1/messages/batches", json={"requests": [request("r0")]})).json()
+            batch = await ended(client, created["id"])
+    assert batch["results_url"] == f"https://sijo.example.com/v1/messages/batches/{created['id']}/results"
 
 
 async def test_admin_api_lists_and_deactivates_keys(platform: Platform) -> None:

@@ -4,12 +4,14 @@ SIGKILL, revocation, workspace isolation, rate limits the SDK retries, usage and
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -32,6 +34,7 @@ HI = [{"role": "user", "content": "Hi"}]
 class Deployment:
     """A data directory and database, with keys made by the CLI, that servers can be started on."""
 
+    kind: str
     tmp: Path
     env: dict[str, str]
     database_url: str
@@ -55,22 +58,28 @@ class Deployment:
         return anthropic.Anthropic(base_url=server.base_url, api_key=self.keys[key], **options)
 
 
-@pytest.fixture(scope="module", params=KINDS)
-def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    tmp = tmp_path_factory.mktemp(f"platform-{request.param}")
-    with empty_database(request.param, tmp) as url:
+@contextmanager
+def deploy(kind: str, tmp: Path) -> Iterator[Deployment]:
+    """A fresh data directory and database of `kind`, with keys made by the CLI."""
+    with empty_database(kind, tmp) as url:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SIJO_", "ANTHROPIC_"))}
         env |= {"SIJO_DATA_DIR": str(tmp / "data"), "SIJO_DATABASE_URL": url}
-        deployment = Deployment(tmp, env, url, {})
+        deployment = Deployment(kind, tmp, env, url, {})
         deployment.keys = {
             "alpha": deployment.create_key("alpha", "--workspace", "alpha"),
             "alpha2": deployment.create_key("alpha-two", "--workspace", "alpha"),
             "beta": deployment.create_key("beta", "--workspace", "beta"),
             "meter": deployment.create_key("meter", "--workspace", "metered"),
-            "limited": deployment.create_key("limited", "--rpm", "20"),
+            "limited": deployment.create_key("limited", "--rpm", "6"),
             "admin": deployment.create_key("ops", "--admin"),
         }
         yield deployment
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    with deploy(request.param, tmp_path_factory.mktemp(f"platform-{request.param}")) as made:
+        yield made
 
 
 @pytest.fixture(scope="module")
@@ -153,36 +162,83 @@ def test_cancel_ends_the_batch_with_unstarted_requests_canceled(deployment: Depl
     assert len(types) == 30 and types.count("canceled") == counts.canceled
 
 
-def test_a_batch_survives_sigkill_and_answers_each_request_once(deployment: Deployment) -> None:
-    server = deployment.start(("SIJO_LOG", "warning"))
-    client = deployment.client(server, "alpha")
+def test_a_batch_survives_sigkill_and_answers_each_request_once(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """On a database of its own (no other server to finish the batch): kill the server while it
+    holds requests, restart it, and every request is answered, and billed, exactly once."""
     count = 12
-    created = client.messages.batches.create(
-        requests=[{"custom_id": f"k{i}", "params": params(max_tokens=40)} for i in range(count)]  # type: ignore[misc]
-    )
-    database = create_engine(deployment.database_url)
-    query = text("SELECT count(*) FROM message_batch_requests WHERE batch_id = :b AND state = 'succeeded'")
-    deadline = time.monotonic() + 120
-    with database.connect() as connection:
-        while connection.execute(query, {"b": created.id}).scalar_one() < 2:
-            assert time.monotonic() < deadline, "no request finished"
-            time.sleep(0.05)
-    server.process.send_signal(signal.SIGKILL)
-    server.process.wait()
-    with database.connect() as connection:
-        done_before = connection.execute(query, {"b": created.id}).scalar_one()
-    database.dispose()
-    assert done_before < count, "the batch ended before the kill: make it longer"
-    restarted = deployment.start()
+    with deploy(deployment.kind, tmp_path) as fresh:
+        database = create_engine(fresh.database_url)
+        try:
+            batch_id, before = _kill_mid_batch(fresh, database, count)
+            restarted = fresh.start()
+            try:
+                client = fresh.client(restarted, "alpha")
+                batch = wait_until_ended(client, batch_id)
+                lines = {line.custom_id: line.result for line in client.messages.batches.results(batch.id)}
+            finally:
+                stop_server(restarted)
+            with database.connect() as connection:
+                billed = connection.execute(text("SELECT count(*) FROM usage WHERE service_tier = 'batch'")).scalar_one()
+        finally:
+            database.dispose()
+    assert sorted(lines) == sorted(f"k{i}" for i in range(count))
+    assert batch.request_counts.succeeded == count and all(r.type == "succeeded" for r in lines.values())
+    assert {c: lines[c].message.id for c in before} == before  # what was done before the kill stands
+    assert billed == count
+
+
+def _kill_mid_batch(fresh: Deployment, database: Any, count: int) -> tuple[str, dict[str, str]]:
+    """Start a server, give it a batch, SIGKILL it while some requests are done and others running;
+    return the batch and the message ids of the requests done by then."""
+    server = fresh.start()
     try:
-        client = deployment.client(restarted, "alpha")
-        batch = wait_until_ended(client, created.id)
-        lines = list(client.messages.batches.results(created.id))
+        client = fresh.client(server, "alpha")
+        requests = [{"custom_id": f"k{i}", "params": params(max_tokens=40)} for i in range(count)]
+        created = client.messages.batches.create(requests=requests)  # type: ignore[arg-type]
+        states = text("SELECT state, count(*) FROM message_batch_requests WHERE batch_id = :b GROUP BY state")
+        deadline = time.monotonic() + 120
+        while True:
+            with database.connect() as connection:
+                counts = dict(connection.execute(states, {"b": created.id}).all())
+            if counts.get("succeeded", 0) >= 2 and counts.get("running", 0) >= 1:
+                break
+            assert time.monotonic() < deadline, f"no moment with requests both done and running: {counts}"
+            time.sleep(0.02)
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait()
     finally:
-        stop_server(restarted)
-    assert sorted(line.custom_id for line in lines) == sorted(f"k{i}" for i in range(count))
-    assert batch.request_counts.succeeded == count
-    assert all(line.result.type == "succeeded" for line in lines)
+        if server.process.poll() is None:
+            server.process.kill()
+    done = text("SELECT custom_id, result FROM message_batch_requests WHERE batch_id = :b AND state = 'succeeded'")
+    with database.connect() as connection:
+        before = {c: json.loads(r)["message"]["id"] for c, r in connection.execute(done, {"b": created.id})}
+    assert len(before) < count
+    return created.id, before
+
+
+def test_unfinished_requests_expire(deployment: Deployment, tmp_path: Path) -> None:
+    """Expiry through a real server: batches expire 1 s after creation here, and requests run one
+    at a time; the one running then finishes, the ones not started expire."""
+    settings = ("SIJO_BATCHES", json.dumps({"expires_after": 1, "concurrency": 1}))
+    story = [{"role": "user", "content": "Write a long story about a dragon who learns to bake bread."}]
+    with deploy(deployment.kind, tmp_path) as fresh:
+        server = fresh.start(settings)
+        try:
+            client = fresh.client(server, "alpha")
+            requests = [
+                {"custom_id": f"e{i}", "params": {**params(max_tokens=300), "messages": story}} for i in range(6)
+            ]
+            created = client.messages.batches.create(requests=requests)  # type: ignore[arg-type]
+            batch = wait_until_ended(client, created.id, timeout=120)
+            types = [line.result.type for line in client.messages.batches.results(created.id)]
+        finally:
+            stop_server(server)
+    counts = batch.request_counts
+    assert counts.expired >= 2 and counts.succeeded >= 1 and counts.succeeded + counts.expired == 6
+    assert sorted(types) == sorted(["expired"] * counts.expired + ["succeeded"] * counts.succeeded)
+    assert batch.ended_at is not None and batch.ended_at >= created.expires_at
 
 
 def test_a_revoked_key_gets_401_on_its_next_request(deployment: Deployment, server: Server) -> None:
@@ -194,23 +250,31 @@ def test_a_revoked_key_gets_401_on_its_next_request(deployment: Deployment, serv
     deployment.sijo("keys", "revoke", "short-lived")
     with pytest.raises(anthropic.AuthenticationError, match="invalid x-api-key"):
         client.messages.create(**params(max_tokens=1))  # type: ignore[arg-type]
+    keys = admin_get(server, deployment, "/v1/organizations/api_keys", [("status", "inactive")])["data"]
+    [revoked] = [key for key in keys if key["name"] == "short-lived"]
+    assert admin_get(server, deployment, f"/v1/organizations/api_keys/{revoked['id']}", []) == revoked
+    headers = {**HEADERS, "x-api-key": deployment.keys["admin"]}
+    url = f"{server.base_url}/v1/organizations/api_keys/{revoked['id']}"
+    restored = httpx.post(url, json={"status": "active", "name": "restored"}, headers=headers).json()
+    assert (restored["status"], restored["name"]) == ("active", "restored")
+    assert client.messages.create(**params(max_tokens=1)).type == "message"  # type: ignore[arg-type]
     with pytest.raises(anthropic.AuthenticationError):
         anthropic.Anthropic(base_url=server.base_url, api_key="sk-made-up", max_retries=0).models.list()
 
 
 def test_rate_limited_requests_get_429_that_the_sdk_retries(deployment: Deployment, server: Server) -> None:
     strict = deployment.client(server, "limited", max_retries=0)
-    for _ in range(40):  # 20 requests per minute: one refills every 3 s
+    for _ in range(20):  # 6 requests per minute: one refills every 10 s
         try:
             response = strict.messages.with_raw_response.create(**params(max_tokens=1))  # type: ignore[arg-type]
         except anthropic.RateLimitError as error:
             refused = error
             break
-        assert response.headers["anthropic-ratelimit-requests-limit"] == "20"
+        assert response.headers["anthropic-ratelimit-requests-limit"] == "6"
     else:
-        raise AssertionError("20 requests per minute never refused a request")
+        raise AssertionError("6 requests per minute never refused a request")
     assert refused.response.status_code == 429 and refused.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
-    assert 1 <= int(refused.response.headers["retry-after"]) <= 3
+    assert 1 <= int(refused.response.headers["retry-after"]) <= 10
     assert refused.response.headers["anthropic-ratelimit-requests-remaining"] == "0"
     statuses: list[int] = []
     recorder = anthropic.DefaultHttpxClient(event_hooks={"response": [lambda response: statuses.append(response.status_code)]})
@@ -275,8 +339,9 @@ def test_usage_and_cost_reports_match_the_requests_made(deployment: Deployment, 
 def test_two_processes_share_rate_limits_through_redis(deployment: Deployment) -> None:
     secret = deployment.create_key("shared", "--rpm", "3")
     redis = ("SIJO_REDIS_URL", "redis://127.0.0.1:6379/0")
-    servers = [deployment.start(redis), deployment.start(redis)]
+    servers: list[Server] = []
     try:
+        servers += [deployment.start(redis), deployment.start(redis)]
         clients = [anthropic.Anthropic(base_url=s.base_url, api_key=secret, max_retries=0) for s in servers]
         for i in range(3):
             clients[i % 2].messages.create(**params(max_tokens=1))  # type: ignore[arg-type]

@@ -111,7 +111,8 @@ def test_a_live_worker_keeps_its_requests(database: Engine) -> None:
     _batch(store, 1)
     assert store.claim("w", NOW, LEASE) is not None
     later = NOW + timedelta(seconds=10)
-    store.renew("w", later, LEASE)
+    store.renew("w", [], later, LEASE)  # renews only the requests it names
+    store.renew("w", [1], later, LEASE)
     assert store.recover(NOW + LEASE + timedelta(seconds=1)) == 0  # renewed: still leased
     assert store.recover(later + LEASE + timedelta(seconds=1)) == 1
 
@@ -160,4 +161,5 @@ def test_batches_belong_to_their_workspace(database: Engine) -> None:
     assert store.ids("other") == [] and store.ids(OWNER.workspace) == [batch_id]
     assert store.cancel(batch_id, "other", NOW) is None
     assert not store.delete(batch_id, "other")
+    assert [custom_id for custom_id, _ in store.results(batch_id)] == ["r0"]  # nothing of it deleted
     assert store.delete(batch_id, OWNER.workspace) and store.get(batch_id, OWNER.workspace) is None

@@ -279,7 +279,7 @@ async def test_redis_keeps_each_key_in_one_expiring_hash(
             "output_tokens:level": 1000.0,
             "output_tokens:at": T0,
         }
-        assert await client.ttl(redis_prefix + "key") in (71, 72)  # a minute past full again (12 s)
+        assert await client.ttl(redis_prefix + "key") in range(70, 73)  # a minute past full again (12 s)
     finally:
         await client.aclose()
 

@@ -21,7 +21,7 @@ from fastapi import Depends, Request
 
 from sijo.config import RateLimitConfig
 from sijo.errors import AuthenticationError, InvalidRequestError, PermissionDeniedError
-from sijo.ratelimit import Limits
+from sijo.ratelimit import Limits, RateLimiter
 from sijo.service import Account
 from sijo.store.keys import ApiKey, KeyLimits, KeyStore
 
@@ -137,9 +137,12 @@ def _version(request: Request) -> None:
 
 
 async def authenticate(request: Request) -> Caller:
+    """The caller; its rate-limit state goes on the response (the Messages routes refine it)."""
     authenticator: Authenticator = request.app.state.authenticator
     caller = await authenticator.caller(_presented_keys(request))
     _version(request)
+    limiter: RateLimiter = request.app.state.limiter
+    request.state.ratelimit_headers = (await limiter.peek(caller.rate_key, caller.limits)).headers()
     return caller
 
 

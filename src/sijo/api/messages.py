@@ -36,6 +36,7 @@ async def create_message(
     # Rate limits are checked once the prompt's tokens are known; output is charged when it is spent,
     # and the prompt tokens read from the cache are given back then (the API does not count them).
     state = await limiter.admit(caller.rate_key, caller.limits, len(prepared.prompt.tokens))
+    request.state.ratelimit_headers = state.headers()
     if params.stream:
         events = _settled(service.stream(prepared), limiter, caller)
         return StreamingResponse(

@@ -8,14 +8,15 @@ by the worker that holds the request, and only once, so no `custom_id` is ever a
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from sijo.ids import new_id
-from sijo.store.tables import batch_requests, batches
+from sijo.store.tables import batch_requests, batches, usage
+from sijo.usage import UsageRecord
 
 RequestState = Literal["pending", "running", "succeeded", "errored", "canceled", "expired"]
 ENDED_STATES: tuple[RequestState, ...] = ("succeeded", "errored", "canceled", "expired")
@@ -127,9 +128,14 @@ class BatchStore:
 
     def delete(self, batch_id: str, workspace: str) -> bool:
         with self.engine.begin() as connection:
-            done = delete(batches).where(batches.c.id == batch_id, batches.c.workspace == workspace)
+            owned = connection.execute(
+                select(batches.c.id).where(batches.c.id == batch_id, batches.c.workspace == workspace)
+            ).first()
+            if owned is None:
+                return False
             connection.execute(delete(batch_requests).where(batch_requests.c.batch_id == batch_id))
-            return bool(connection.execute(done).rowcount)
+            connection.execute(delete(batches).where(batches.c.id == batch_id))
+            return True
 
     def results(self, batch_id: str, chunk: int = 500) -> Iterator[tuple[str, str]]:
         """(custom_id, result JSON) of every request, in request order, read a chunk at a time."""
@@ -189,19 +195,33 @@ class BatchStore:
         owner = Owner(row.workspace, row.workspace_id, row.api_key_id)
         return ClaimedRequest(row.id, row.batch_id, row.custom_id, row.params, owner)
 
-    def renew(self, worker: str, now: datetime, lease: timedelta) -> None:
-        """Extend the leases of `worker`'s running requests (it is alive)."""
+    def renew(self, worker: str, request_ids: list[int], now: datetime, lease: timedelta) -> None:
+        """Extend the leases of the requests `worker` is running now (it is alive)."""
+        if not request_ids:
+            return
         with self.engine.begin() as connection:
             connection.execute(
                 update(batch_requests)
-                .where(batch_requests.c.worker == worker, batch_requests.c.state == "running")
+                .where(
+                    batch_requests.c.id.in_(request_ids),
+                    batch_requests.c.worker == worker,
+                    batch_requests.c.state == "running",
+                )
                 .values(lease_until=now + lease)
             )
 
     def complete(
-        self, request: ClaimedRequest, worker: str, state: RequestState, result: str, now: datetime
+        self,
+        request: ClaimedRequest,
+        worker: str,
+        state: RequestState,
+        result: str,
+        now: datetime,
+        spent: UsageRecord | None = None,
     ) -> bool:
-        """Write a request's result (once, by its worker); end its batch if it was the last."""
+        """Write a request's result (once, by its worker) with the usage it spent, in one
+        transaction, so a request rerun after a crash is neither answered nor billed twice; end its
+        batch if it was the last."""
         with self.engine.begin() as connection:
             _lock(connection, request.batch_id)
             written = connection.execute(
@@ -213,6 +233,8 @@ class BatchStore:
                 )
                 .values(state=state, result=result, params="", lease_until=None)
             ).rowcount
+            if written and spent is not None:
+                connection.execute(insert(usage).values(**asdict(spent)))
             _end_if_done(connection, request.batch_id, now)
         return bool(written)
 
