@@ -141,6 +141,12 @@ class RateLimitConfig(BaseModel):
     output_tokens_per_minute: int = Field(
         default=400_000, ge=1, description="Output tokens per minute (OTPM)."
     )
+    batch_queue_requests: int = Field(
+        default=100_000,
+        ge=1,
+        description="Batch requests of one key waiting or running at once (the API's processing "
+        "queue limit); a batch that would pass it is a 429. Creating a batch is one request of RPM.",
+    )
 
 
 class ModelPrice(BaseModel):

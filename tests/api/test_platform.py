@@ -207,6 +207,22 @@ async def test_every_response_to_a_known_caller_carries_its_rate_limits(platform
             assert response.headers["anthropic-ratelimit-requests-remaining"] == "2"  # reading takes nothing
 
 
+async def test_batches_count_against_the_keys_limits(platform: Platform) -> None:
+    platform.engine.enqueue(["x"] * 200)  # the first request runs ~2 s: the rest stay queued
+    platform.app.state.settings.rate_limits.batch_queue_requests = 5
+    async with platform.client("slow") as client:  # 2 requests per minute
+        first = await client.post("/v1/messages/batches", json={"requests": [request(f"r{i}") for i in range(4)]})
+        assert first.status_code == 200 and first.headers["anthropic-ratelimit-requests-remaining"] == "1"
+        queue = await client.post("/v1/messages/batches", json={"requests": [request(f"q{i}") for i in range(2)]})
+        assert queue.status_code == 429 and queue.json()["error"]["message"].startswith(
+            "This batch of 2 requests would exceed the limit of 5 batch requests"
+        )
+        assert queue.headers["retry-after"] == "60"
+        rpm = await client.post("/v1/messages/batches", json={"requests": [request("r")]})
+        assert rpm.status_code == 429 and "2 requests per minute" in rpm.json()["error"]["message"]
+        await client.post(f"/v1/messages/batches/{first.json()['id']}/cancel")
+
+
 async def test_batch_limits_and_the_public_url(tmp_path: Path) -> None:
     settings = Settings(
         data_dir=tmp_path, public_url="https://sijo.example.com/", batches=BatchConfig(max_requests=2, max_bytes=4096)

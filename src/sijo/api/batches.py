@@ -13,10 +13,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from sijo.api.auth import Authenticated, Caller
 from sijo.api.body import read_body, validate_body
-from sijo.api.deps import BatchesDep, ClockDep, SettingsDep, WorkerDep
+from sijo.api.deps import BatchesDep, ClockDep, LimiterDep, SettingsDep, WorkerDep
 from sijo.api.pagination import select_page
 from sijo.config import Settings
-from sijo.errors import InvalidRequestError, NotFoundError
+from sijo.errors import InvalidRequestError, NotFoundError, RateLimitError
 from sijo.protocol.batches import (
     BatchCreateParams,
     DeletedMessageBatch,
@@ -70,10 +70,14 @@ async def create_batch(
     worker: WorkerDep,
     settings: SettingsDep,
     clock: ClockDep,
+    limiter: LimiterDep,
 ) -> JSONResponse:
     body = await read_body(request, settings.batches.max_bytes)
     # Up to 256 MB of JSON: validated off the event loop, so other requests keep flowing meanwhile.
     rows = await asyncio.to_thread(_requests, body, settings.batches.max_requests)
+    state = await limiter.admit(caller.rate_key, caller.limits, 0)  # the create call is one request
+    request.state.ratelimit_headers = state.headers()
+    await _check_queue(store, caller, len(rows), settings.rate_limits.batch_queue_requests)
     owner = Owner(caller.workspace, caller.account.workspace_id, caller.account.api_key_id)
     now = clock()
     expires = now + timedelta(seconds=settings.batches.expires_after)
@@ -102,6 +106,19 @@ async def list_batches(
         last_id=chunk[-1].id if chunk else None,
     )
     return JSONResponse(page.model_dump(mode="json"))
+
+
+async def _check_queue(store: BatchStore, caller: Caller, adding: int, limit: int) -> None:
+    """The processing-queue limit: a key's batch requests waiting or running at once."""
+    queued = await asyncio.to_thread(store.queued, caller.account.api_key_id)
+    if queued + adding <= limit:
+        return
+    message = (
+        f"This batch of {adding} requests would exceed the limit of {limit} batch requests waiting or "
+        f"running for this API key ({queued} are now); retry once some have finished."
+    )
+    hopeless = {"x-should-retry": "false"} if adding > limit else {}
+    raise RateLimitError(message, headers={"retry-after": "60", **hopeless})
 
 
 def _requests(body: bytes, limit: int) -> list[tuple[str, str]]:

@@ -88,6 +88,17 @@ class BatchStore:
             ).first()
             return None if row is None else _batch(row, _counts(connection, [batch_id])[batch_id])
 
+    def queued(self, api_key_id: str | None) -> int:
+        """Requests of this key's batches waiting or running (None: those made without a key)."""
+        owner = batches.c.api_key_id.is_(None) if api_key_id is None else batches.c.api_key_id == api_key_id
+        with self.engine.connect() as connection:
+            count = connection.execute(
+                select(func.count())
+                .select_from(batch_requests.join(batches, batches.c.id == batch_requests.c.batch_id))
+                .where(owner, batch_requests.c.state.in_(("pending", "running")))
+            ).scalar()
+        return int(count or 0)
+
     def ids(self, workspace: str) -> list[str]:
         """The workspace's batch ids, newest first."""
         with self.engine.connect() as connection:
