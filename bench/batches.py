@@ -16,22 +16,13 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import contextlib
-import os
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anthropic
-import httpx
+from sijo_process import sijo_server
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-HEADERS = {"anthropic-version": "2023-06-01"}
 MODEL = "claude-haiku-4-5"
 
 
@@ -112,32 +103,6 @@ def main() -> None:
         f"{inter_rate:.0f} tok/s"
     )
     print(f"batch throughput / interactive throughput: {batch_rate / inter_rate:.2f}")
-
-
-@contextlib.contextmanager
-def sijo_server(port: int) -> Iterator[str]:
-    data = tempfile.mkdtemp(prefix="sijo-bench-")  # a database of its own, not the user's
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIJO_")} | {"SIJO_DATA_DIR": data}
-    command = [
-        str(REPO_ROOT / ".venv" / "bin" / "sijo"),
-        "serve",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=sys.stderr, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/v1/models", headers=HEADERS).status_code == 200:
-                    break
-            time.sleep(0.5)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 if __name__ == "__main__":

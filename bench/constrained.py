@@ -11,18 +11,11 @@ with the official SDK, then reads the engine's counters from /sijo/status: `mask
 from __future__ import annotations
 
 import argparse
-import contextlib
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import anthropic
 import httpx
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-HEADERS = {"anthropic-version": "2023-06-01"}
+from sijo_process import HEADERS, sijo_server
 
 TOOL = {
     "name": "record",
@@ -79,23 +72,6 @@ def main() -> None:
         f"{args.requests} constrained requests in {elapsed:.1f} s, {delta['masked_tokens']:.0f} masked tokens"
     )
     print(f"mask: {per_token:.3f} ms/token; engine step: {per_step:.2f} ms; ratio {per_token / per_step:.1%}")
-
-
-@contextlib.contextmanager
-def sijo_server(port: int) -> Iterator[str]:
-    command = [str(REPO_ROOT / ".venv" / "bin" / "sijo"), "serve", "--port", str(port)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=sys.stderr)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/v1/models", headers=HEADERS).status_code == 200:
-                    break
-            time.sleep(0.5)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def _engine(url: str) -> dict[str, float]:

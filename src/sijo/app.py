@@ -33,7 +33,11 @@ logger = logging.getLogger("sijo.api")
 
 
 class RequestIdMiddleware:
-    """Gives every request a `req_…` id: in `request.state`, and as the `request-id` response header."""
+    """Gives every request a `req_…` id: in `request.state`, and as the `request-id` response header.
+
+    It also puts the caller's `anthropic-ratelimit-*` headers, which authentication (or the route
+    that took from the buckets) leaves in `request.state`, on every response to a caller it knows,
+    errors included; a route's own headers win."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -43,7 +47,8 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = new_id("req")
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
 
         started = False
 
@@ -52,6 +57,9 @@ class RequestIdMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 headers = list(message.get("headers", []))
+                present = {name.decode("latin-1").lower() for name, _ in headers}
+                limits: dict[str, str] = state.get("ratelimit_headers") or {}
+                headers += [(k.encode(), v.encode()) for k, v in limits.items() if k not in present]
                 headers.append((b"request-id", request_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)
@@ -68,32 +76,6 @@ class RequestIdMiddleware:
             response = JSONResponse(error.body(request_id), status_code=error.status_code)
             response.headers["x-should-retry"] = "true"
             await response(scope, receive, send_with_id)
-
-
-class RateLimitHeadersMiddleware:
-    """Puts the caller's `anthropic-ratelimit-*` headers (left in the request state by
-    authentication, or by the route that took from the buckets) on every response to a caller it
-    knows, errors included; a route's own headers win."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        state = scope.setdefault("state", {})
-
-        async def send_with_limits(message: Message) -> None:
-            limits: dict[str, str] = state.get("ratelimit_headers") or {}
-            if message["type"] == "http.response.start" and limits:
-                headers = list(message.get("headers", []))
-                present = {name.decode("latin-1").lower() for name, _ in headers}
-                headers += [(k.encode(), v.encode()) for k, v in limits.items() if k not in present]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_limits)
 
 
 def load_engines(settings: Settings) -> dict[str, Engine]:
@@ -152,7 +134,6 @@ def create_app(
 
     app = FastAPI(title="Sijo", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
-    app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(RequestIdMiddleware)
     errors.install(app)
     app.include_router(messages.router)

@@ -21,6 +21,7 @@ import redis.asyncio
 import redis.exceptions
 
 from sijo.errors import InternalServerError, RateLimitError
+from sijo.protocol.base import rfc3339
 
 Levels = tuple[float, float, float]  # requests, input tokens, output tokens
 Take = Literal["admit", "settle", "peek"]
@@ -53,7 +54,7 @@ class Bucket:
         return {
             f"anthropic-ratelimit-{name}-limit": str(self.limit),
             f"anthropic-ratelimit-{name}-remaining": str(self.remaining),
-            f"anthropic-ratelimit-{name}-reset": reset.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            f"anthropic-ratelimit-{name}-reset": rfc3339(reset, "seconds"),
         }
 
 

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from sijo.config import ModelPrice
 from sijo.errors import InvalidRequestError
 from sijo.pricing import CostLine, cents, cost_lines, total_usd
+from sijo.protocol.base import rfc3339
 from sijo.usage import UsageRecord
 
 CONTEXT_WINDOW = "0-200k"
@@ -262,7 +263,7 @@ def _page_start(page: str | None, start: datetime, end: datetime, size: timedelt
 
 
 def _cursor(at: datetime) -> str:
-    return "page_" + base64.b64encode(_rfc3339(at).encode()).decode()
+    return "page_" + base64.b64encode(rfc3339(at, "seconds").encode()).decode()
 
 
 def _floor(at: datetime, size: timedelta) -> datetime:
@@ -271,10 +272,6 @@ def _floor(at: datetime, size: timedelta) -> datetime:
 
 def _ceil(at: datetime, size: timedelta) -> datetime:
     return EPOCH - (EPOCH - at) // size * size
-
-
-def _rfc3339(at: datetime) -> str:
-    return at.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
 
 # --- reports ---
@@ -363,7 +360,11 @@ def _in_order(groups: dict[Dimensions, V]) -> list[tuple[Dimensions, V]]:
 
 def _bucket(start: datetime, window: ReportWindow, results: list[dict[str, Any]]) -> dict[str, Any]:
     end = start + window.width.size
-    return {"starting_at": _rfc3339(start), "ending_at": _rfc3339(end), "results": results}
+    return {
+        "starting_at": rfc3339(start, "seconds"),
+        "ending_at": rfc3339(end, "seconds"),
+        "results": results,
+    }
 
 
 def _page(data: list[dict[str, Any]], window: ReportWindow) -> dict[str, Any]:

@@ -205,6 +205,10 @@ async def test_every_response_to_a_known_caller_carries_its_rate_limits(platform
         ]:
             assert response.headers["anthropic-ratelimit-requests-limit"] == "2"
             assert response.headers["anthropic-ratelimit-requests-remaining"] == "2"  # reading takes nothing
+        body = {"model": "claude-sonnet-4-6", "max_tokens": 5, "stream": True, "messages": [{"role": "user", "content": "Hi"}]}
+        async with client.stream("POST", "/v1/messages", json=body) as streamed:
+            assert streamed.headers["anthropic-ratelimit-requests-remaining"] == "1"  # a message takes one
+            assert streamed.headers["content-type"].startswith("text/event-stream")
 
 
 async def test_batches_count_against_the_keys_limits(platform: Platform) -> None:

@@ -13,7 +13,7 @@ from sijo.api.body import parse_body
 from sijo.api.deps import ClockDep, KeysDep, LedgerDep, SettingsDep
 from sijo.api.pagination import select_page
 from sijo.errors import NotFoundError
-from sijo.protocol.base import WireModel
+from sijo.protocol.base import WireModel, rfc3339
 from sijo.reports import cost_report, parse_cost_query, parse_usage_query, usage_report
 from sijo.store.keys import ApiKey, KeyStore
 
@@ -30,7 +30,7 @@ def _api_key(key: ApiKey) -> dict[str, Any]:
         "id": key.id,
         "type": "api_key",
         "name": key.name,
-        "created_at": key.created_at.isoformat().replace("+00:00", "Z"),
+        "created_at": rfc3339(key.created_at),
         "created_by": {"id": "user_sijo_cli", "type": "user"},
         "partial_key_hint": key.hint,
         "status": key.status,

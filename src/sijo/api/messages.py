@@ -42,7 +42,7 @@ async def create_message(
         return StreamingResponse(
             sse.frames(sse.with_pings(events, settings.ping_interval), request_id(request)),
             media_type="text/event-stream; charset=utf-8",
-            headers={"cache-control": "no-cache", **state.headers()},
+            headers={"cache-control": "no-cache"},
         )
     try:
         message = await _unless_disconnected(request, service.create(prepared))
@@ -52,17 +52,17 @@ async def create_message(
     state = await limiter.settle(
         caller.rate_key, caller.limits, usage.output_tokens, usage.cache_read_input_tokens
     )
-    return JSONResponse(message.model_dump(mode="json"), headers=state.headers())
+    request.state.ratelimit_headers = state.headers()
+    return JSONResponse(message.model_dump(mode="json"))
 
 
 @router.post("/v1/messages/count_tokens")
 async def count_tokens(
-    request: Request, caller: Authenticated, service: ServiceDep, settings: SettingsDep, limiter: LimiterDep
+    request: Request, _: Authenticated, service: ServiceDep, settings: SettingsDep
 ) -> JSONResponse:
     params = await parse_body(request, CountTokensParams, settings.max_request_bytes)
     count = MessageTokensCount(input_tokens=await service.count_tokens(params))
-    state = await limiter.peek(caller.rate_key, caller.limits)
-    return JSONResponse(count.model_dump(mode="json"), headers=state.headers())
+    return JSONResponse(count.model_dump(mode="json"))
 
 
 async def _settled(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -22,3 +23,8 @@ class ResponseModel(BaseModel):
 class CacheControl(WireModel):
     type: Literal["ephemeral"]
     ttl: Literal["5m", "1h"] | None = None
+
+
+def rfc3339(moment: datetime, timespec: str = "auto") -> str:
+    """A time as the API writes it, in UTC with a `Z`: `2025-08-01T00:00:00Z` (reference §0)."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec=timespec) + "Z"
