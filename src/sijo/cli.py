@@ -12,6 +12,7 @@ import argparse
 import ipaddress
 import sys
 import tomllib
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,9 +69,10 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_bind(settings: Settings, stored_keys: bool = False) -> str | None:
-    """Why the server must not start, or None: without keys Sijo serves loopback only."""
-    if settings.api_keys or stored_keys or is_loopback(settings.host):
+def check_bind(settings: Settings, stored_keys: Callable[[], bool] = lambda: False) -> str | None:
+    """Why the server must not start, or None: without keys Sijo serves loopback only.
+    `stored_keys` tells whether `sijo keys create` made any (asked only when it matters)."""
+    if settings.api_keys or is_loopback(settings.host) or stored_keys():
         return None
     return (
         f"refusing to listen on {settings.host} without API keys: anyone who can reach it could use "
@@ -101,7 +103,7 @@ def serve(args: argparse.Namespace) -> int:
     except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
         print(f"sijo: invalid configuration: {exc}", file=sys.stderr)
         return 2
-    refusal = check_bind(settings, _open_keys(settings).any("api")) or _missing_model(settings)
+    refusal = check_bind(settings, lambda: _open_keys(settings).any("api")) or _missing_model(settings)
     if refusal:
         print(f"sijo: {refusal}", file=sys.stderr)
         return 2
