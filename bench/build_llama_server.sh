@@ -2,7 +2,11 @@
 # Build the peer `llama-server` from the llama.cpp sources vendored in the
 # llama-cpp-python sdist (the same version Sijo's engine uses), into a cache
 # directory outside the repository. Idempotent: does nothing if the binary
-# already exists.
+# already exists, built with the same flags.
+#
+# Like Sijo's engine (scripts/install-llama-cpp.sh), the peer is compiled
+# without llama.cpp's AMX kernels, which crash on AMX CPUs (llama.cpp #20824):
+# both then run the same kernels, repacked weights included.
 #
 # Usage: bash bench/build_llama_server.sh
 # Env:   SIJO_BENCH_CACHE  cache dir (default: $HOME/.cache/sijo-bench)
@@ -15,8 +19,10 @@ CACHE="${SIJO_BENCH_CACHE:-$HOME/.cache/sijo-bench}"
 JOBS="${SIJO_BENCH_JOBS:-2}"
 PIP="${PIP:-python3 -m pip}"
 BIN="$CACHE/llama-server"
+FLAGS="$(bash "$(dirname "$0")/../scripts/llama-cpp-cflags.sh")"
+STAMP="$CACHE/llama-server.flags"
 
-if [[ -x "$BIN" ]]; then
+if [[ -x "$BIN" && -f "$STAMP" && "$(cat "$STAMP")" == "$FLAGS" ]]; then
     echo "llama-server already built: $BIN" >&2
     echo "$BIN"
     exit 0
@@ -46,7 +52,9 @@ fi
 
 cd "$SRC/vendor/llama.cpp"
 echo "Configuring llama.cpp in $PWD ..." >&2
-cmake -B build -DLLAMA_CURL=OFF -DCMAKE_BUILD_TYPE=Release >&2
+rm -rf build  # flags changed (or first build): configure afresh
+cmake -B build -DLLAMA_CURL=OFF -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_C_FLAGS="$FLAGS" -DCMAKE_CXX_FLAGS="$FLAGS" >&2
 echo "Building llama-server with -j$JOBS (this takes a while) ..." >&2
 cmake --build build --target llama-server -j"$JOBS" >&2
 
@@ -58,5 +66,6 @@ fi
 # Symlink rather than copy: the binary links the shared ggml/llama libraries
 # that live next to it in the build tree (found via its build-tree RPATH).
 ln -sfn "$PWD/$BUILT" "$BIN"
+echo "$FLAGS" > "$STAMP"
 echo "Built: $BIN" >&2
 echo "$BIN"

@@ -45,7 +45,7 @@ async def client(engine: FakeEngine, settings: Settings) -> AsyncIterator[httpx.
     app = create_app(settings, engines={"default": engine})
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://sijo.test", headers=HEADERS) as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://sijo.localhost", headers=HEADERS) as c:
             yield c
 
 
@@ -102,6 +102,15 @@ def start_server(tmp: Path, env: dict[str, str], *args: str) -> Server:
             time.sleep(0.2)
     process.kill()
     raise RuntimeError(f"sijo serve did not start:\n{log.read_text()}")
+
+
+def start_configured(tmp: Path, config: str, env: dict[str, str] | None = None) -> Server:
+    """`sijo serve` with `config` as its TOML file, in an environment without SIJO_*/ANTHROPIC_*
+    variables (plus `env`)."""
+    path = tmp / "sijo.toml"
+    path.write_text(config)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SIJO_", "ANTHROPIC_"))}
+    return start_server(tmp, {**clean, **(env or {})}, "--config", str(path))
 
 
 def stop_server(server: Server) -> None:

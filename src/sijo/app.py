@@ -12,8 +12,11 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sijo.api import admin, batches, errors, messages, models, status
+from sijo.api import admin, batches, errors, messages, models, openapi, status
 from sijo.api.auth import Authenticator
+from sijo.api.browser import BrowserAccessMiddleware
+from sijo.api.hosts import HostCheckMiddleware
+from sijo.api.timeouts import BodyTimeoutMiddleware
 from sijo.batch_worker import BatchWorker
 from sijo.catalog import Catalog, default_models
 from sijo.config import Settings
@@ -132,8 +135,14 @@ def create_app(
                     await engine.aclose()
             database.dispose()
 
-    app = FastAPI(title="Sijo", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    # The schema at /openapi.json (api/openapi.py); no docs pages, which would load JavaScript from a CDN.
+    app = FastAPI(title="Sijo", lifespan=lifespan, docs_url=None, redoc_url=None)
+    openapi.install(app)
     app.state.settings = settings
+    # The last added runs first: request ids, then the Host check, browser access, body timeouts.
+    app.add_middleware(BodyTimeoutMiddleware, seconds=settings.body_timeout)
+    app.add_middleware(BrowserAccessMiddleware)
+    app.add_middleware(HostCheckMiddleware, settings=settings)
     app.add_middleware(RequestIdMiddleware)
     errors.install(app)
     app.include_router(messages.router)

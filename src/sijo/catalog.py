@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sijo.config import CLAUDE_MODELS, ModelConfig
 from sijo.engines.base import Engine
-from sijo.errors import NotFoundError
+from sijo.errors import NotFoundError, shown
 from sijo.protocol.models import (
     ContextManagementCapability,
     EffortCapability,
@@ -88,7 +88,7 @@ class Catalog:
         try:
             return self._by_name[model_id]
         except KeyError:
-            raise NotFoundError(f"{field}: {model_id}") from None
+            raise NotFoundError(f"{field}: {shown(model_id)}") from None
 
     def list(self) -> list[ServedModel]:
         return list(self._models)

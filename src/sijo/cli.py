@@ -94,6 +94,7 @@ def _missing_model(settings: Settings) -> str | None:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from sijo.api.timeouts import HeaderTimeoutProtocol
     from sijo.app import create_app
 
     try:
@@ -108,7 +109,9 @@ def serve(args: argparse.Namespace) -> int:
         print(f"sijo: {refusal}", file=sys.stderr)
         return 2
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level)
+    # uvicorn bounds no request's headers: this protocol does (and pins h11; see api/timeouts.py).
+    protocol = HeaderTimeoutProtocol.with_timeout(settings.header_timeout)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, http=protocol)
     return 0
 
 

@@ -247,6 +247,26 @@ class Settings(BaseSettings):
     ping_interval: float = Field(
         default=10.0, gt=0, description="Seconds of stream silence before a `ping` event is sent."
     )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names the server answers to besides the loopback names, the bound address "
+        "and public_url's host (SIJO_ALLOWED_HOSTS, comma-separated): exact names, `*.example.com` "
+        "for its subdomains, or `*` for any. Guards against DNS rebinding (see api/hosts.py); with "
+        "API keys any Host is accepted unless this is set.",
+    )
+    header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a client may take to send a request's headers (from connecting, or from "
+        "the previous response on a kept-alive connection), or the rest of a body its answer did not "
+        "need; then the connection is closed.",
+    )
+    body_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a request body may pause between two chunks; then the request gets a "
+        "408 timeout_error and the connection is closed.",
+    )
 
     @property
     def database(self) -> str:
@@ -258,7 +278,7 @@ class Settings(BaseSettings):
         """Configured prices add to (or replace) the guide's, model by model."""
         return {**DEFAULT_PRICES, **value}
 
-    @field_validator("api_keys", "admin_keys", mode="before")
+    @field_validator("api_keys", "admin_keys", "allowed_hosts", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -6,6 +6,7 @@
     ├── AuthenticationError      401 authentication_error
     ├── PermissionDeniedError    403 permission_error
     ├── NotFoundError            404 not_found_error
+    ├── RequestTimeoutError      408 timeout_error (the body stopped arriving)
     ├── RequestTooLargeError     413 request_too_large
     ├── RateLimitError           429 rate_limit_error
     ├── InternalServerError      500 api_error
@@ -13,12 +14,24 @@
     └── OverloadedError          529 overloaded_error
 
 Errors are raised, never returned; `api/errors.py` renders them in one place as
-`{"type":"error","error":{"type","message"},"request_id"}` (reference §4).
+`{"type":"error","error":{"type","message"},"request_id"}` (reference §4). A value the client sent
+is put in a message through `shown`, so that a 1 MB model name is not answered with a 1 MB error.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
+
+# The most characters of a client's value that an error message repeats: enough to recognize it.
+SHOWN_LIMIT = 100
+
+
+def shown(value: object, limit: int = SHOWN_LIMIT) -> str:
+    """`value` as text for an error message, its first `limit` characters if it is longer."""
+    text = str(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text)} characters)"
 
 
 class ApiError(Exception):
@@ -90,3 +103,11 @@ class GatewayTimeoutError(ApiError):
 class OverloadedError(ApiError):
     status_code: ClassVar[int] = 529
     error_type: ClassVar[str] = "overloaded_error"
+
+
+class RequestTimeoutError(ApiError):
+    """The client stopped sending its request body (api/timeouts.py): HTTP's 408, in the API's
+    vocabulary of `timeout_error`."""
+
+    status_code: ClassVar[int] = 408
+    error_type: ClassVar[str] = "timeout_error"

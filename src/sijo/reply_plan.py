@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sijo.errors import InvalidRequestError
-from sijo.json_schema import check_schema
+from sijo.json_schema import check_json_schema, check_schema
 from sijo.output.grammar import CallSpec, calls_grammar, json_grammar
 from sijo.protocol.params import CountTokensParams, MessageCreateParams
 from sijo.protocol.reasoning import Display, Effort, ThinkingAdaptive, ThinkingEnabled
@@ -65,8 +65,8 @@ def plan_reply(
 
 
 def custom_tools(params: MessageCreateParams | CountTokensParams) -> list[CustomTool]:
-    """The request's tools, checked: names unique, Anthropic-defined tools refused, strict schemas
-    within the structured-outputs subset."""
+    """The request's tools, checked: names unique, Anthropic-defined tools refused, every schema a
+    JSON Schema, strict ones within the structured-outputs subset."""
     tools: list[CustomTool] = []
     for i, tool in enumerate(params.tools or []):
         if isinstance(tool, VersionedTool):
@@ -80,8 +80,9 @@ def custom_tools(params: MessageCreateParams | CountTokensParams) -> list[Custom
         raise InvalidRequestError(
             f"tools: at most {MAX_STRICT_TOOLS} strict tools are allowed, got {len(strict)}"
         )
-    for i in strict:
-        check_schema(tools[i].schema_dict(), f"tools.{i}.input_schema")
+    for i, tool in enumerate(tools):
+        check = check_schema if tool.strict else check_json_schema
+        check(tool.schema_dict(), f"tools.{i}.input_schema")
     return tools
 
 

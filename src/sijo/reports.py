@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from sijo.config import ModelPrice
-from sijo.errors import InvalidRequestError
+from sijo.errors import InvalidRequestError, shown
 from sijo.pricing import CostLine, cents, cost_lines, total_usd
 from sijo.protocol.base import rfc3339
 from sijo.usage import UsageRecord
@@ -198,7 +198,7 @@ def _members(params: Params, name: str, allowed: Sequence[str]) -> tuple[str, ..
     values = tuple(dict.fromkeys(params.get(name, ())))
     for value in values:
         if value not in allowed:
-            raise InvalidRequestError(f"{name}: {value!r} is not one of {', '.join(allowed)}")
+            raise InvalidRequestError(f"{name}: {shown(repr(value))} is not one of {', '.join(allowed)}")
     return values
 
 

@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sijo.catalog import Catalog, ServedModel
-from sijo.engines.base import FinishReason, GenerationRequest, GrammarError, KeepPoint, Sampling
-from sijo.errors import InvalidRequestError, PromptTooLongError
+from sijo.engines.base import Admission, FinishReason, GenerationRequest, GrammarError, KeepPoint, Sampling
+from sijo.errors import InvalidRequestError, PromptTooLongError, shown
 from sijo.ids import new_id
 from sijo.output.accumulate import accumulate
 from sijo.output.assembler import MessageAssembler
@@ -30,7 +30,7 @@ from sijo.output.reply import ReplyParser, ThinkingStream
 from sijo.output.stops import StopMatcher
 from sijo.prompt import markup
 from sijo.prompt.conversation import Conversation, to_conversation
-from sijo.prompt.template import ChatTemplate, Prompt, tokenize
+from sijo.prompt.template import ChatTemplate, Prompt, Segment, tokenize
 from sijo.prompt_cache import NO_CACHE, Breakpoint, PromptCache, breakpoints
 from sijo.protocol.events import StreamEvent
 from sijo.protocol.message import CacheCreation, Message, StopReason, Usage
@@ -72,6 +72,15 @@ class PreparedMessage:
     plan: ReplyPlan = _PLAIN
     account: Account = Account()
     batch: bool = False  # a Message Batches request: background priority, service_tier "batch"
+    admission: Admission | None = None  # set while it streams: the engine's promise of a place
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    segments: list[Segment]
+    breakpoints: tuple[Breakpoint, ...]
+    plan: ReplyPlan
+    thinking: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +132,6 @@ class MessagesService:
             )
         rendered = await self._render(served, params)
         plan = await self._compile(served, rendered.plan, params)
-        served.engine.check_capacity()
         sampling = Sampling(
             temperature=1.0 if params.temperature is None else params.temperature,
             top_p=params.top_p,
@@ -156,13 +164,19 @@ class MessagesService:
     async def stream(self, prepared: PreparedMessage) -> AsyncIterator[StreamEvent]:
         """The reply's events; whatever it consumed goes to the usage ledger, even if the client
         leaves early (the tokens were spent). A batch request's usage is written by the batch
-        worker, with its result, so that a request rerun after a crash is billed once."""
+        worker, with its result, so that a request rerun after a crash is billed once.
+
+        The engine admits the request before the first event, so a request it cannot take fails
+        with `OverloadedError` (a 529) before anything is sent, and never once it has started."""
+        admission = prepared.served.engine.admit()
         progress = _Progress()
         try:
-            async with aclosing(self._events(prepared, progress)) as events:
+            admitted = replace(prepared, admission=admission)
+            async with aclosing(self._events(admitted, progress)) as events:
                 async for event in events:
                     yield event
         finally:
+            admission.release()
             if self.ledger is not None and progress.usage is not None and not prepared.batch:
                 spent = usage_record(
                     prepared, progress.usage, progress.output_tokens, progress.thinking_tokens
@@ -239,6 +253,7 @@ class MessagesService:
             keep=keep,
             grammar=thinking_grammar(),
             background=prepared.batch,
+            admission=prepared.admission,
         )
         stream = ThinkingStream()
         finish: FinishReason = "length"
@@ -292,6 +307,7 @@ class MessagesService:
             grammar=prepared.plan.grammar,
             end_in_budget=prepared.plan.grammar is not None,
             background=prepared.batch,
+            admission=prepared.admission,
         )
         stop_reason: StopReason = "end_turn"
         matched: str | None = None
@@ -316,7 +332,7 @@ class MessagesService:
         if matched is None:
             for event in parser.feed(matcher.flush()):
                 yield event
-        for event in parser.flush():
+        for event in parser.flush(ended=stop_reason == "end_turn"):
             yield event
         if stop_reason == "end_turn" and parser.tool_calls:
             stop_reason = "tool_use"
@@ -329,9 +345,24 @@ class MessagesService:
         *,
         enforce_window: bool = True,
     ) -> _Rendered:
+        # Off the event loop: a request of 50,000 messages takes seconds to lay out, and every
+        # other request would wait for it. Tokenising yields to the loop as it goes.
+        layout = await asyncio.to_thread(self._layout, served, params)
+        segments = layout.segments
+        prompt = await tokenize(served.engine, segments)
+        if layout.thinking and not segments[-1].text.endswith(markup.THINK_OPEN):
+            opener = await served.engine.tokenize(markup.THINK_OPEN, special=False)
+            prompt = Prompt(prompt.tokens + tuple(opener), prompt.block_ends)
+        window = served.engine.info.context_window
+        if enforce_window and len(prompt.tokens) > window:
+            raise PromptTooLongError(len(prompt.tokens), window)
+        return _Rendered(prompt, layout.breakpoints, layout.plan)
+
+    def _layout(self, served: ServedModel, params: MessageCreateParams | CountTokensParams) -> _Layout:
+        """The prompt's text segments, cache breakpoints and reply plan (pure CPU work)."""
         tools = custom_tools(params)
         conversation = to_conversation(
-            params.messages, params.system, tools=tools, open_signature=self.signer.open
+            params.messages, params.system, tools=tools, open_signature=self.signer.opener()
         )
         plan = plan_reply(
             params,
@@ -346,14 +377,7 @@ class MessagesService:
             conversation = conversation.with_instruction(markup.THINKING_INSTRUCTION)
         points = breakpoints(conversation, params.cache_control)
         segments = template.segments(conversation, thinking=thinking)
-        prompt = await tokenize(served.engine, segments)
-        if thinking and not segments[-1].text.endswith(markup.THINK_OPEN):
-            opener = await served.engine.tokenize(markup.THINK_OPEN, special=False)
-            prompt = Prompt(prompt.tokens + tuple(opener), prompt.block_ends)
-        window = served.engine.info.context_window
-        if enforce_window and len(prompt.tokens) > window:
-            raise PromptTooLongError(len(prompt.tokens), window)
-        return _Rendered(prompt, tuple(points), plan)
+        return _Layout(segments, tuple(points), plan, thinking)
 
     async def _compile(self, served: ServedModel, plan: ReplyPlan, params: MessageCreateParams) -> ReplyPlan:
         """Compile the answer's grammar now, so a schema the engine cannot handle is a 400, not a
@@ -377,11 +401,13 @@ class MessagesService:
             if params.output_config and params.output_config.format
             else ("output_format.schema" if params.output_format else "tools")
         )
-        raise InvalidRequestError(f"{where}: the schema could not be compiled into a grammar: {error}")
+        raise InvalidRequestError(
+            f"{where}: the schema could not be compiled into a grammar: {shown(error, 300)}"
+        )
 
     def _template(self, served: ServedModel) -> ChatTemplate:
         key = id(served.engine)
-        if key not in self._templates:
+        if key not in self._templates:  # two threads may both build it: either copy serves
             self._templates[key] = ChatTemplate(served.engine.info)
         return self._templates[key]
 

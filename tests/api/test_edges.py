@@ -26,7 +26,7 @@ BODY: dict[str, Any] = {
 async def keyed(engine: FakeEngine) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(Settings(api_keys=["sk-one", "sk-two"]), engines={"default": engine})
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as c:
             yield c
 
 
@@ -84,7 +84,7 @@ async def test_quiet_streams_get_pings() -> None:
     app = create_app(Settings(ping_interval=0.05), engines={"default": slow})
     async with app.router.lifespan_context(app):
         headers = {"anthropic-version": "2023-06-01"}
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as c:
             text = (await c.post("/v1/messages", json={**BODY, "stream": True}, headers=headers)).text
     assert text.count("event: ping") >= 3  # one after message_start, more while the engine is quiet
 
@@ -114,7 +114,7 @@ async def test_an_engine_fault_is_a_500_with_its_request_id() -> None:
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         headers = {"anthropic-version": "2023-06-01"}
-        async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=headers) as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost", headers=headers) as c:
             plain = await c.post("/v1/messages", json=BODY)
             streamed = await c.post("/v1/messages", json={**BODY, "stream": True})
     assert plain.status_code == 500

@@ -125,7 +125,7 @@ async def test_context_window_exceeded_when_input_fits_but_output_does_not(setti
     app = create_app(settings, engines={"default": small})
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=HEADERS) as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost", headers=HEADERS) as c:
             body = {**BODY, "max_tokens": 60, "system": None}
             message = (await c.post("/v1/messages", json=body)).json()
     assert message["stop_reason"] == "model_context_window_exceeded"
@@ -295,7 +295,7 @@ async def test_oversized_body_is_413(engine: FakeEngine) -> None:
     app = create_app(Settings(max_request_bytes=1000), engines={"default": engine})
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=HEADERS) as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost", headers=HEADERS) as c:
             huge = {**BODY, "messages": [{"role": "user", "content": "x" * 2000}]}
             response = await c.post("/v1/messages", json=huge)
     assert response.status_code == 413

@@ -46,7 +46,7 @@ class Platform:
     def client(self, key: str) -> httpx.AsyncClient:
         transport = httpx.ASGITransport(app=self.app)
         headers = {**VERSION, "x-api-key": self.keys[key]}
-        return httpx.AsyncClient(transport=transport, base_url="http://sijo.test", headers=headers)
+        return httpx.AsyncClient(transport=transport, base_url="http://sijo.localhost", headers=headers)
 
 
 @pytest.fixture
@@ -234,7 +234,7 @@ async def test_batch_limits_and_the_public_url(tmp_path: Path) -> None:
     app = create_app(settings, engines={"default": FakeEngine()})
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://sijo.test", headers=VERSION) as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://sijo.localhost", headers=VERSION) as client:
             many = await client.post("/v1/messages/batches", json={"requests": [request(f"r{i}") for i in range(3)]})
             assert many.status_code == 400 and many.json()["error"]["message"].startswith("requests: a batch holds at most 2")
             big = [request("r0") | {"params": request("r0")["params"] | {"system": "x" * 5000}}]
@@ -269,6 +269,6 @@ async def test_api_keys_cannot_use_the_admin_api_nor_admin_keys_the_messages_api
         assert refused.status_code == 403 and refused.json()["error"]["type"] == "permission_error"
         assert (await admin.get("/v1/models")).status_code == 401
     transport = httpx.ASGITransport(app=platform.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://sijo.test", headers=VERSION) as anonymous:
+    async with httpx.AsyncClient(transport=transport, base_url="http://sijo.localhost", headers=VERSION) as anonymous:
         assert (await anonymous.get("/v1/organizations/api_keys")).status_code == 401
         assert (await anonymous.get("/v1/models")).status_code == 401  # keys exist: every request needs one

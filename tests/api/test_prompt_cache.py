@@ -49,7 +49,7 @@ async def app_client(
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         headers = {"anthropic-version": "2023-06-01", "x-api-key": "key-a"}
-        async with httpx.AsyncClient(transport=transport, base_url="http://sijo.test", headers=headers) as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://sijo.localhost", headers=headers) as c:
             yield c
 
 

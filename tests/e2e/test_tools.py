@@ -205,3 +205,28 @@ def test_output_config_format_is_one_valid_json_text_block(sdk: anthropic.Anthro
     (block,) = message.content
     assert block.type == "text" and message.stop_reason in ENDED
     jsonschema.validate(json.loads(block.text), schema)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("max_tokens", [1, 3, 6])
+def test_a_budget_too_small_for_a_forced_call_leaks_no_markup(
+    sdk: anthropic.Anthropic, max_tokens: int, stream: bool
+) -> None:
+    """The API answers a budget the call cannot fit with what fitted and `max_tokens`, never raw tags:
+    no block before the call is named, then an incomplete tool_use block (issue 10)."""
+    request: dict[str, Any] = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": max_tokens,
+        "tools": TOOLS,
+        "tool_choice": {"type": "any"},
+        "messages": ASK,
+    }
+    if stream:
+        with sdk.messages.stream(**request) as events:
+            message = events.get_final_message()
+    else:
+        message = sdk.messages.create(**request)
+    assert message.stop_reason == "max_tokens" and message.usage.output_tokens <= max_tokens
+    for block in message.content:
+        assert block.type != "text" or "<" not in block.text
+        assert block.type == "tool_use" and block.name in SCHEMAS and isinstance(block.input, dict)

@@ -193,11 +193,11 @@ async def test_the_admission_queue_is_bounded() -> None:
         queued = asyncio.ensure_future(greedy(engine, prompt, 2))
         await asyncio.sleep(0.05)
         with pytest.raises(OverloadedError) as refused:
-            engine.check_capacity()
+            engine.admit()
         assert refused.value.headers["retry-after"] == "1"
         await running.aclose()  # the slot frees, the queued request runs
         assert len(await queued) == 2
-        engine.check_capacity()
+        engine.admit().release()
     finally:
         await engine.aclose()
 

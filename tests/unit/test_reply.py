@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import jiter
 import pytest
 
 from sijo.output.accumulate import Accumulator
 from sijo.output.assembler import MessageAssembler
 from sijo.output.reply import ReplyParser, ThinkingStream
-from sijo.protocol.message import Usage
+from sijo.prompt import markup
+from sijo.protocol.events import (
+    ContentBlockDeltaEvent,
+    ContentBlockStartEvent,
+    ContentBlockStopEvent,
+    InputJsonDelta,
+    StreamEvent,
+    TextDelta,
+)
+from sijo.protocol.message import ToolUseBlock, Usage
 from sijo.signing import BadSignatureError, ThinkingSigner
 
 REPLY = (
@@ -79,6 +89,113 @@ def test_signatures_carry_the_thinking_and_refuse_any_change() -> None:
     with pytest.raises(BadSignatureError):
         other.open(signature)
     flipped = signature[:-3] + ("A" if signature[-3] != "A" else "B") + signature[-2:]
-    for bad in (flipped, "v1", "v2" + signature[2:], signature + "!!"):
+    for bad in (flipped, "v1", "v1" + signature[2:], signature + "!!"):
         with pytest.raises(BadSignatureError):
             signer.open(bad)
+
+
+# A forced reply (`tool_choice: any`): two parallel calls, as the grammar writes them.
+CALLS = [
+    ("get_weather", '{"location": "Seoul", "unit": {"c": [1, 2]}}'),
+    ("calculate", '{"expression": "2+2"}'),
+]
+FORCED = markup.CALL_SEPARATOR.join(markup.call_prefix(n) + a + "}" + markup.CALL_CLOSE for n, a in CALLS)
+LEAD = "Let me check."
+
+
+def _events(pieces: list[str], *, ended: bool = False) -> list[StreamEvent]:
+    assembler = MessageAssembler(message_id="msg_x", model="m", usage=Usage(input_tokens=1, output_tokens=0))
+    parser = ReplyParser(assembler, calls=True)
+    events = assembler.start()
+    for piece in pieces:
+        events += parser.feed(piece)
+    return events + parser.flush(ended=ended) + assembler.finish("max_tokens", None, len(pieces))
+
+
+def _blocks(events: list[StreamEvent]) -> list[tuple[str, str, str]]:
+    """(type, name or "", text or the input's JSON as streamed) per block, checking the stream's shape:
+    sequential indices, each block started, then its deltas, then stopped; input starts as `{}`."""
+    blocks: list[tuple[str, str, str]] = []
+    open_index: int | None = None
+    for event in events:
+        if isinstance(event, ContentBlockStartEvent):
+            assert open_index is None and event.index == len(blocks)
+            block = event.content_block
+            assert block.type in {"text", "tool_use"}
+            if block.type == "tool_use":
+                assert block.input == {} and block.id.startswith("toolu_")
+            blocks.append((block.type, getattr(block, "name", ""), ""))
+            open_index = event.index
+        elif isinstance(event, ContentBlockDeltaEvent):
+            assert event.index == open_index
+            kind, name, body = blocks[-1]
+            delta = event.delta
+            if isinstance(delta, TextDelta):
+                assert kind == "text"
+                blocks[-1] = (kind, name, body + delta.text)
+            else:
+                assert kind == "tool_use" and isinstance(delta, InputJsonDelta)
+                blocks[-1] = (kind, name, body + delta.partial_json)
+        elif isinstance(event, ContentBlockStopEvent):
+            assert event.index == open_index
+            open_index = None
+    assert open_index is None
+    return blocks
+
+
+def _expected_calls(generated: str) -> list[tuple[str, str, str]]:
+    """The calls in a prefix of FORCED: those whose name is whole, with their arguments so far."""
+    expected, start = [], 0
+    for name, arguments in CALLS:
+        head = markup.call_prefix(name)
+        if len(generated) >= start + head.index(name) + len(name) + 1:  # the name and its closing quote
+            begin = start + len(head)
+            expected.append(("tool_use", name, generated[begin : begin + len(arguments)]))
+        start += len(head) + len(arguments) + len("}" + markup.CALL_CLOSE + markup.CALL_SEPARATOR)
+    return expected
+
+
+@pytest.mark.parametrize("size", [1, 3])
+def test_a_forced_call_cut_anywhere_leaves_no_markup(size: int) -> None:
+    """`max_tokens` can end a forced reply at any character: what was generated becomes tool_use
+    blocks once named (input: the arguments so far, never the closing tags), else nothing."""
+    for cut in range(len(FORCED) + 1):
+        generated = FORCED[:cut]
+        events = _events([generated[i : i + size] for i in range(0, len(generated), size)])
+        blocks = _blocks(events)
+        assert blocks == _expected_calls(generated), generated
+        accumulator = Accumulator()
+        for event in events:
+            accumulator.apply(event)
+        assert accumulator.message is not None
+        for block, (_, _, arguments) in zip(accumulator.message.content, blocks, strict=True):
+            assert isinstance(block, ToolUseBlock)
+            # what the SDK's own accumulator makes of the same fragments (jiter, partial mode)
+            assert block.input == (
+                jiter.from_json(arguments.encode(), partial_mode=True) if arguments else {}
+            )
+
+
+def test_text_before_a_call_cut_short_stays_text_and_the_markup_goes() -> None:
+    reply = LEAD + "\n" + FORCED
+    for cut in range(len(reply) + 1):
+        generated = reply[:cut]
+        blocks = _blocks(_events(list(generated)))
+        texts = [body for kind, _, body in blocks if kind == "text"]
+        assert all("<" not in text for text in texts), generated
+        if cut <= len(LEAD) + 1:  # up to the newline before the call: all text, as generated
+            assert texts == ([generated] if generated else []), generated
+        else:
+            assert texts == [LEAD], generated
+        calls = blocks[len(texts) :]
+        assert [kind for kind, _, _ in calls] == ["tool_use"] * len(calls)
+        after = generated[len(LEAD) + 1 :]
+        assert calls == _expected_calls(after)
+
+
+def test_a_reply_the_model_ended_keeps_a_trailing_tag_start_as_text() -> None:
+    """`ended`: the model stopped by itself, so a trailing `<` was text, not a call cut short."""
+    assert _blocks(_events(["Is 3 < 4? Yes: 3 <"], ended=True)) == [("text", "", "Is 3 < 4? Yes: 3 <")]
+    assert _blocks(_events(["Is 3 < 4? Yes: 3 <"])) == [("text", "", "Is 3 < 4? Yes: 3")]
+    assert _blocks(_events(["<tool_"], ended=True)) == [("text", "", "<tool_")]
+    assert _blocks(_events(["<tool_"])) == []

@@ -12,7 +12,7 @@ from sijo.api.auth import AdminAuthenticated
 from sijo.api.body import parse_body
 from sijo.api.deps import ClockDep, KeysDep, LedgerDep, SettingsDep
 from sijo.api.pagination import select_page
-from sijo.errors import NotFoundError
+from sijo.errors import NotFoundError, shown
 from sijo.protocol.base import WireModel, rfc3339
 from sijo.reports import cost_report, parse_cost_query, parse_usage_query, usage_report
 from sijo.store.keys import ApiKey, KeyStore
@@ -67,7 +67,7 @@ async def list_api_keys(
 async def _found(keys: KeyStore, key_id: str) -> ApiKey:
     key = await asyncio.to_thread(keys.get, key_id)
     if key is None or key.kind != "api":
-        raise NotFoundError(f"api_key_id: no API key {key_id}")
+        raise NotFoundError(f"api_key_id: no API key {shown(key_id)}")
     return key
 
 

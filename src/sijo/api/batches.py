@@ -14,9 +14,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from sijo.api.auth import Authenticated, Caller
 from sijo.api.body import read_body, validate_body
 from sijo.api.deps import BatchesDep, ClockDep, LimiterDep, SettingsDep, WorkerDep
+from sijo.api.openapi import answers, request_body
 from sijo.api.pagination import select_page
 from sijo.config import Settings
-from sijo.errors import InvalidRequestError, NotFoundError, RateLimitError
+from sijo.errors import InvalidRequestError, NotFoundError, RateLimitError, shown
 from sijo.protocol.base import rfc3339
 from sijo.protocol.batches import (
     BatchCreateParams,
@@ -55,11 +56,13 @@ def _respond(batch: Batch, request: Request, settings: Settings) -> JSONResponse
 async def _owned(store: BatchStore, batch_id: str, caller: Caller) -> Batch:
     batch = await asyncio.to_thread(store.get, batch_id, caller.workspace)
     if batch is None:  # another workspace's batch is not found either
-        raise NotFoundError(f"message_batch_id: no batch {batch_id}")
+        raise NotFoundError(f"message_batch_id: no batch {shown(batch_id)}")
     return batch
 
 
-@router.post("/v1/messages/batches")
+@router.post(
+    "/v1/messages/batches", openapi_extra=request_body(BatchCreateParams), responses=answers(MessageBatch)
+)
 async def create_batch(
     request: Request,
     caller: Authenticated,
@@ -83,7 +86,7 @@ async def create_batch(
     return _respond(batch, request, settings)
 
 
-@router.get("/v1/messages/batches")
+@router.get("/v1/messages/batches", responses=answers(MessageBatchPage))
 async def list_batches(
     request: Request,
     caller: Authenticated,
@@ -129,20 +132,20 @@ def _requests(body: bytes, limit: int) -> list[tuple[str, str]]:
     for index, item in enumerate(params.requests):
         if item.custom_id in seen:
             raise InvalidRequestError(
-                f"requests.{index}.custom_id: {item.custom_id!r} is not unique in the batch"
+                f"requests.{index}.custom_id: {shown(item.custom_id)!r} is not unique in the batch"
             )
         seen.add(item.custom_id)
     return [(item.custom_id, json.dumps(item.params, ensure_ascii=False)) for item in params.requests]
 
 
-@router.get("/v1/messages/batches/{batch_id}")
+@router.get("/v1/messages/batches/{batch_id}", responses=answers(MessageBatch))
 async def retrieve_batch(
     batch_id: str, request: Request, caller: Authenticated, store: BatchesDep, settings: SettingsDep
 ) -> JSONResponse:
     return _respond(await _owned(store, batch_id, caller), request, settings)
 
 
-@router.post("/v1/messages/batches/{batch_id}/cancel")
+@router.post("/v1/messages/batches/{batch_id}/cancel", responses=answers(MessageBatch))
 async def cancel_batch(
     batch_id: str,
     request: Request,
@@ -153,11 +156,11 @@ async def cancel_batch(
 ) -> JSONResponse:
     batch = await asyncio.to_thread(store.cancel, batch_id, caller.workspace, clock())
     if batch is None:  # another workspace's batch is not found either
-        raise NotFoundError(f"message_batch_id: no batch {batch_id}")
+        raise NotFoundError(f"message_batch_id: no batch {shown(batch_id)}")
     return _respond(batch, request, settings)
 
 
-@router.delete("/v1/messages/batches/{batch_id}")
+@router.delete("/v1/messages/batches/{batch_id}", responses=answers(DeletedMessageBatch))
 async def delete_batch(batch_id: str, caller: Authenticated, store: BatchesDep) -> JSONResponse:
     batch = await _owned(store, batch_id, caller)
     if batch.ended_at is None:
@@ -168,7 +171,10 @@ async def delete_batch(batch_id: str, caller: Authenticated, store: BatchesDep) 
     return JSONResponse(DeletedMessageBatch(id=batch_id).model_dump(mode="json"))
 
 
-@router.get("/v1/messages/batches/{batch_id}/results")
+@router.get(
+    "/v1/messages/batches/{batch_id}/results",
+    responses=answers(None, media_type="application/x-jsonl", description="One result per line"),
+)
 async def batch_results(batch_id: str, caller: Authenticated, store: BatchesDep) -> StreamingResponse:
     batch = await _owned(store, batch_id, caller)
     if batch.ended_at is None:

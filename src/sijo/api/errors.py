@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
+from sijo.api.body import ClientDisconnected
 from sijo.errors import ApiError, InvalidRequestError, NotFoundError
 from sijo.protocol.validation import describe_errors
+
+logger = logging.getLogger("sijo.api")
 
 
 def request_id(request: Request) -> str | None:
@@ -42,7 +47,14 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return render(request, InvalidRequestError(describe_errors(list(exc.errors()), None)))
 
 
+async def _client_disconnected(request: Request, exc: Exception) -> Response:
+    """Nobody is left to answer: one log line, no traceback (499 is nginx's "client closed")."""
+    logger.info("%s %s: the client disconnected %s", request.method, request.url.path, exc)
+    return Response(status_code=499)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(ClientDisconnected, _client_disconnected)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -9,13 +9,14 @@ from fastapi.responses import JSONResponse
 
 from sijo.api.auth import Authenticated
 from sijo.api.deps import ServiceDep
+from sijo.api.openapi import answers
 from sijo.api.pagination import select_page
-from sijo.protocol.models import ModelPage
+from sijo.protocol.models import ModelInfo, ModelPage
 
 router = APIRouter()
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", responses=answers(ModelPage))
 async def list_models(
     _: Authenticated,
     service: ServiceDep,
@@ -34,7 +35,7 @@ async def list_models(
     return JSONResponse(page.model_dump(mode="json"))
 
 
-@router.get("/v1/models/{model_id:path}")
+@router.get("/v1/models/{model_id:path}", responses=answers(ModelInfo))
 async def retrieve_model(model_id: str, _: Authenticated, service: ServiceDep) -> JSONResponse:
     info = service.catalog.resolve(model_id, field="model").info()
     return JSONResponse(info.model_dump(mode="json"))

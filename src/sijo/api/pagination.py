@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sijo.errors import InvalidRequestError
+from sijo.errors import InvalidRequestError, shown
 
 
 def select_page(
@@ -30,4 +30,4 @@ def _position(ids: Sequence[str], wanted: str, field: str, what: str) -> int:
     try:
         return list(ids).index(wanted)
     except ValueError:
-        raise InvalidRequestError(f"{field}: unknown {what} {wanted}") from None
+        raise InvalidRequestError(f"{field}: unknown {what} {shown(wanted)}") from None

@@ -7,8 +7,9 @@ generation and frees what it held.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+import threading
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 
@@ -30,6 +31,24 @@ class KeepPoint:
     ttl: float
 
 
+@dataclass(eq=False, slots=True)
+class Admission:
+    """A place an engine has promised one request: its generations (every phase of the reply) are
+    never refused for capacity. Taken before a response starts, so that a request is either refused
+    with 529 or served; released when the reply ends, or if it never starts (idempotent)."""
+
+    _on_release: Callable[[], None] = lambda: None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    released: bool = False
+
+    def release(self) -> None:
+        with self._lock:
+            if self.released:
+                return
+            self.released = True
+        self._on_release()
+
+
 @dataclass(frozen=True, slots=True)
 class GenerationRequest:
     """`namespace` scopes KV reuse: a request only reuses cells kept under its own namespace.
@@ -47,6 +66,7 @@ class GenerationRequest:
     grammar: str | None = None
     end_in_budget: bool = False
     background: bool = False  # batch work: served after every waiting interactive request
+    admission: Admission | None = None  # the place `Engine.admit` promised; None: checked on submit
 
 
 # `end_in_budget` (with a grammar): the reply must complete its grammar within `max_tokens` (and the
@@ -91,8 +111,8 @@ class Engine(Protocol):
         """The model's own tokens for `text`; `special` parses control tokens such as `<|im_end|>`."""
         ...
 
-    def check_capacity(self) -> None:
-        """Raise `OverloadedError` if a request submitted now would be refused."""
+    def admit(self) -> Admission:
+        """Promise a request a place (see `Admission`), or raise `OverloadedError` if there is none."""
         ...
 
     def check_grammar(self, grammar: str) -> None:

@@ -6,7 +6,7 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncGenerator, Iterable
 
-from sijo.engines.base import EngineInfo, GenerationChunk, GenerationRequest
+from sijo.engines.base import Admission, EngineInfo, GenerationChunk, GenerationRequest
 from sijo.errors import OverloadedError
 
 CHATML = (
@@ -40,6 +40,7 @@ class FakeEngine:
         self.grammars: list[str] = []
         self.cancelled = 0
         self.active = 0
+        self.admitted = 0  # admissions held
 
     @property
     def info(self) -> EngineInfo:
@@ -51,8 +52,17 @@ class FakeEngine:
     async def tokenize(self, text: str, *, special: bool) -> list[int]:  # noqa: ARG002
         return [ord(ch) for ch in text]
 
-    def check_capacity(self) -> None:
-        if self.capacity is not None and self.active >= self.capacity:
+    def admit(self) -> Admission:
+        self._check_capacity()
+        self.admitted += 1
+        return Admission(self._release)
+
+    def _release(self) -> None:
+        self.admitted -= 1
+
+    def _check_capacity(self) -> None:
+        """`capacity` requests at once: running ones, and those promised a place."""
+        if self.capacity is not None and max(self.active, self.admitted) >= self.capacity:
             raise OverloadedError("Overloaded", headers={"retry-after": "1"})
 
     def check_grammar(self, grammar: str) -> None:
@@ -62,7 +72,8 @@ class FakeEngine:
         return {"running": self.active, "requests": len(self.requests), "cancelled": self.cancelled}
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
-        self.check_capacity()
+        if request.admission is None:
+            self._check_capacity()
         self.requests.append(request)
         pieces = self._replies.popleft() if self._replies else DEFAULT_REPLY
         room = self._info.context_window - len(request.tokens)

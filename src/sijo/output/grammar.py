@@ -95,7 +95,7 @@ def _closed(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     closed = dict(node)
-    if node.get("format") in _FORMAT_PATTERNS and "pattern" not in node:
+    if isinstance(node.get("format"), str) and node["format"] in _FORMAT_PATTERNS and "pattern" not in node:
         closed["pattern"] = _FORMAT_PATTERNS[closed.pop("format")]
     for key in ("properties", "$defs", "definitions"):
         if isinstance(node.get(key), dict):

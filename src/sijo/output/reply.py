@@ -4,10 +4,22 @@ Text that might be the start of a call's markup is held back until it is known e
 sequences are), so no markup reaches a text block. A call's name is read up to its arguments; the
 arguments then stream as `input_json_delta` fragments while they are generated. Thinking is
 generated in a phase of its own (see `service.py`); `thinking_text` strips its markup.
+
+A call cut short (a budget too small for it, as `max_tokens: 1` with `tool_choice: any`) leaves no
+markup behind either. The API answers such a budget with what fitted and `stop_reason: max_tokens`,
+never raw tags: a `tool_use` block once the call is named, incomplete (its input is the partial JSON,
+which clients parse leniently, as `accumulate.py` does; the API's stop-reasons guide has clients retry
+such a block with a higher `max_tokens`). So, at the end of generation:
+- the start of the open tag, or of the name (`<tool_`, `<tool_call>\n{"name": "get_w`) → nothing;
+- a whole name (`…{"name": "get_weather"`) → a `tool_use` block with input `{}`;
+- arguments (`…"arguments": {"location": "Se`) → the block, with the arguments so far;
+- the closing markup after whole arguments (`}\n</tool`) → dropped.
+Text before the call stays text.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Literal
 
 from sijo.ids import new_id
@@ -33,6 +45,7 @@ class ReplyParser:
         self._buffer = ""
         self._text_started = False
         self._pending = ""  # whitespace before any text: dropped if a call comes first
+        self._arguments = ""  # the arguments of the current call, so far
         self.tool_calls = 0
 
     def feed(self, text: str) -> list[StreamEvent]:
@@ -46,13 +59,23 @@ class ReplyParser:
                 return events
             events += step
 
-    def flush(self) -> list[StreamEvent]:
-        """The end of generation: whatever is held back is emitted as what it was."""
+    def flush(self, *, ended: bool = False) -> list[StreamEvent]:
+        """The end of generation: whatever is held back is emitted as what it was, and a call cut
+        short (see the module docstring) leaves no markup. `ended`: the model ended its turn itself,
+        so text held back as a possible start of a call (a reply ending in `<`) was text after all."""
         rest, self._buffer = self._buffer, ""
         if self._state == "text":
-            return self._text(rest)
+            cut_call = bool(rest.strip()) and not ended  # `rest` is whitespace, then the tag's start
+            return [] if cut_call else self._text(rest)
+        if self._state == "name":
+            name = _whole_name(rest)
+            if name is None:
+                return self._assembler.close()
+            return self._tool_use(name) + self._assembler.close()
         if self._state == "arguments":
-            return self._assembler.tool_input(rest) + self._assembler.close()
+            if rest and _is_json(self._arguments):  # `rest` is the call's closing markup
+                rest = ""
+            return self._tool_input(rest) + self._assembler.close()
         return self._assembler.close()
 
     def _advance(self) -> list[StreamEvent] | None:
@@ -73,20 +96,17 @@ class ReplyParser:
             end = buffer.find(_NAME_END)
             if end < 0:
                 return None
-            name = buffer[:end].removeprefix(_NAME_START)
             self._buffer = buffer[end + len(_NAME_END) :]
-            self._state = "arguments"
-            self.tool_calls += 1
-            return self._assembler.tool_use(new_id("toolu"), name)
+            return self._tool_use(buffer[:end].removeprefix(_NAME_START))
         if self._state == "arguments":
             end = buffer.find(_CALL_END)
             if end < 0:
                 keep = _partial_suffix(buffer, _CALL_END)
                 self._buffer = buffer[len(buffer) - keep :]
-                return self._assembler.tool_input(buffer[: len(buffer) - keep]) or None
+                return self._tool_input(buffer[: len(buffer) - keep]) or None
             self._buffer = buffer[end + len(_CALL_END) :]
             self._state = "between"
-            return self._assembler.tool_input(buffer[:end]) + self._assembler.close()
+            return self._tool_input(buffer[:end]) + self._assembler.close()
         # between calls: the grammar allows only another call (or the end)
         start = buffer.find(_OPEN)
         if start < 0:
@@ -94,6 +114,16 @@ class ReplyParser:
         self._buffer = buffer[start + len(_OPEN) :]
         self._state = "name"
         return []
+
+    def _tool_use(self, name: str) -> list[StreamEvent]:
+        self._state = "arguments"
+        self._arguments = ""
+        self.tool_calls += 1
+        return self._assembler.tool_use(new_id("toolu"), name)
+
+    def _tool_input(self, fragment: str) -> list[StreamEvent]:
+        self._arguments += fragment
+        return self._assembler.tool_input(fragment)
 
     def _text(self, text: str) -> list[StreamEvent]:
         """Leading whitespace waits for real text, so a reply that is only a call has no text block."""
@@ -133,6 +163,25 @@ class ThinkingStream:
         rest = "" if self._END.startswith(rest) or markup.THINK_END.startswith(rest) else rest
         self.text += rest
         return rest
+
+
+def _whole_name(head: str) -> str | None:
+    """The name in the head of a call cut short, if it was written whole: names hold no quotes
+    (`^[a-zA-Z0-9_-]{1,64}$`), so the quote after one ends it."""
+    if not head.startswith(_NAME_START):
+        return None
+    name, quote, _ = head[len(_NAME_START) :].partition('"')
+    return name if quote and name else None
+
+
+def _is_json(text: str) -> bool:
+    """Whether `text` is whole JSON. The arguments are written compactly, so once they are, a held-back
+    `}` (or `}\n</tool`) is the call's end; before, a `}` is theirs."""
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _partial_suffix(buffer: str, marker: str) -> int:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from sijo.errors import InvalidRequestError
+from sijo.errors import InvalidRequestError, shown
 from sijo.prompt import markup
 from sijo.protocol.content import (
     ContentBlockParam,
@@ -276,7 +276,7 @@ def _check_tool_pairing(messages: list[MessageParam]) -> None:
         if missing:
             raise InvalidRequestError(
                 f"messages.{i}: `tool_use` ids were found without `tool_result` blocks immediately "
-                f"after: {', '.join(missing)}. Each `tool_use` block must have a corresponding "
+                f"after: {shown(', '.join(missing), 300)}. Each `tool_use` block must have a corresponding "
                 "`tool_result` block in the next message."
             )
 
@@ -299,7 +299,7 @@ def _check_results(i: int, blocks: list[ContentBlockParam], previous: MessagePar
         if block.tool_use_id not in calls:
             raise InvalidRequestError(
                 f"messages.{i}.content.{j}: unexpected `tool_use_id` found in `tool_result` blocks: "
-                f"{block.tool_use_id}. Each `tool_result` block must have a corresponding `tool_use` "
+                f"{shown(block.tool_use_id)}. Each `tool_result` block must have a corresponding `tool_use` "
                 "block in the previous message."
             )
         if seen_other:

@@ -10,9 +10,12 @@ Each content block is its own segment, so the prompt knows where every block end
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import secrets
+import time
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, NoReturn
@@ -21,7 +24,7 @@ from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from sijo.engines.base import Engine, EngineInfo
-from sijo.errors import InvalidRequestError
+from sijo.errors import InvalidRequestError, shown
 from sijo.prompt import markup
 from sijo.prompt.conversation import Conversation, Part, ToolCall, ToolOutcome, ToolSpec, Turn
 
@@ -69,7 +72,6 @@ class ChatTemplate:
         source = info.chat_template
         self._template = env.from_string(source)
         self._info = info
-        self._rendering: _Rendering | None = None
         self.native_tools = all(word in source for word in ("tools", "tool_calls", markup.CALL_OPEN.strip()))
         self.native_reasoning = markup.THINK_END in source
 
@@ -92,7 +94,7 @@ class ChatTemplate:
     def _render(
         self, messages: list[dict[str, Any]], rendering: _Rendering | None, extra: dict[str, Any]
     ) -> str:
-        self._rendering = rendering
+        token = _RENDERING.set(rendering)
         try:
             return self._template.render(
                 messages=messages,
@@ -103,16 +105,16 @@ class ChatTemplate:
             )
         except TemplateError as exc:
             raise InvalidRequestError(
-                f"messages: the model's chat template rejected this conversation: {exc}"
+                f"messages: the model's chat template rejected this conversation: {shown(exc, 300)}"
             ) from exc
         finally:
-            self._rendering = None
+            _RENDERING.reset(token)
 
     def _tojson(self, value: Any, indent: int | None = None, **options: Any) -> str:
         """Hugging Face's `tojson` (no HTML escaping); a tool or call argument object given as data
         becomes a placeholder, so that its JSON is tokenised as user data and ends its block."""
         text = json.dumps(value, ensure_ascii=False, indent=indent, **_json_options(options))
-        rendering = self._rendering
+        rendering = _RENDERING.get()
         part = rendering.objects.get(id(value)) if rendering is not None else None
         if rendering is None or part is None:
             return text
@@ -126,6 +128,10 @@ def _json_options(options: dict[str, Any]) -> dict[str, Any]:
     if options.get("sort_keys"):
         chosen["sort_keys"] = True
     return chosen
+
+
+# The render in progress in this thread (renders run on worker threads, several at once).
+_RENDERING: ContextVar[_Rendering | None] = ContextVar("sijo_rendering", default=None)
 
 
 class _Rendering:
@@ -254,12 +260,19 @@ def _split(rendered: str, rendering: _Rendering) -> list[Segment] | None:
     return [s for s in segments if s.text]
 
 
+_SLICE_SECONDS = 0.002  # the longest tokenize runs on the event loop before letting others in
+
+
 async def tokenize(engine: Engine, segments: list[Segment]) -> Prompt:
     info = engine.info
     tokens: list[int] = []
     block_ends: dict[int, int] = {}
+    pause_at = time.monotonic() + _SLICE_SECONDS
     for segment in segments:
         tokens += await engine.tokenize(segment.text, special=not segment.user_data)
+        if time.monotonic() >= pause_at:  # thousands of short segments: let other requests run
+            await asyncio.sleep(0)
+            pause_at = time.monotonic() + _SLICE_SECONDS
         if segment.ends_block is not None:
             block_ends[segment.ends_block] = len(tokens)
     if info.add_bos and (not tokens or tokens[0] != info.bos_token_id):

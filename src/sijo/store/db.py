@@ -2,11 +2,13 @@
 
 SQLite (the default, a file under the data directory) runs in WAL mode with a busy timeout, so the
 server's request handlers and its batch worker write without "database is locked"; PostgreSQL is
-used as given. Calls are synchronous and short; async callers run them with `asyncio.to_thread`.
+used as given. A new SQLite database and its directory are private to the user Sijo runs as. Calls
+are synchronous and short; async callers run them with `asyncio.to_thread`.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +30,27 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
 
 
 def connect(url: str) -> Engine:
-    """An engine for `url` (a `sqlite:///` file's directory is created)."""
+    """An engine for `url` (a `sqlite:///` file that does not exist yet is created private)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and not parsed.query.get("uri"):
+            _create_private(Path(parsed.database))
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def _create_private(path: Path) -> None:
+    """The database file made 0600 in a 0700 directory, unless they exist: it holds key digests,
+    the prompts and results of batches, and usage. SQLite gives the `-wal`, `-shm` and `-journal`
+    files it makes beside a database the main file's permissions, so they are private too."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        # An empty file is an empty SQLite database.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass  # an existing database keeps the permissions its owner gave it
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -20,10 +20,13 @@ from typing import Any
 
 import llama_cpp
 import numpy as np
+from llama_cpp import _internals
+from llama_cpp._logger import set_verbose
 
 from sijo.config import EngineConfig
-from sijo.engines.base import EngineInfo, GenerationChunk, GenerationRequest
+from sijo.engines.base import Admission, EngineInfo, GenerationChunk, GenerationRequest
 from sijo.engines.llama_cpp.constraint import Ending, Grammars, TokenMask
+from sijo.engines.llama_cpp.cpu import extra_buffer_types_safe
 from sijo.engines.llama_cpp.model_file import ModelFileError, resolve_model_path
 from sijo.engines.llama_cpp.scheduler import EngineError, Job, Scheduler
 
@@ -31,10 +34,10 @@ __all__ = ["EngineError", "LlamaCppEngine"]
 
 
 class LlamaCppEngine:
-    def __init__(self, llama: Any, ctx: Any, path: Path, config: EngineConfig, context_window: int) -> None:
-        self._llama = llama
+    def __init__(self, model: Any, ctx: Any, path: Path, config: EngineConfig, context_window: int) -> None:
+        self._model = model
         self._ctx = ctx
-        self._vocab = llama._model.vocab
+        self._vocab = model.vocab
         self._n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
         self._grammars = Grammars(self._vocab)
         self._ending: Ending | None = None
@@ -64,9 +67,8 @@ class LlamaCppEngine:
     def load(cls, config: EngineConfig) -> LlamaCppEngine:
         path = resolve_model_path(config.path)
         threads = config.threads or os.cpu_count() or 1
-        # The Llama object loads the model and tokenizer; decoding uses a context of our own.
-        llama = llama_cpp.Llama(model_path=str(path), n_ctx=64, n_batch=64, verbose=False)
-        trained = llama._model.n_ctx_train()
+        model = _load_model(path)
+        trained = model.n_ctx_train()
         context_window = min(config.context_window or trained, trained)
         kv_size = config.kv_size or max(context_window, min(4 * context_window, _DEFAULT_KV_CAP))
         params = llama_cpp.llama_context_default_params()
@@ -81,18 +83,18 @@ class LlamaCppEngine:
             llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if config.flash_attention
             else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         )
-        ctx = llama_cpp.llama_init_from_model(llama._model.model, params)
+        ctx = llama_cpp.llama_init_from_model(model.model, params)
         if not ctx:
-            llama.close()
+            model.close()
             raise EngineError(f"llama.cpp could not create a context of {params.n_ctx} tokens")
-        return cls(llama, ctx, path, config, context_window)
+        return cls(model, ctx, path, config, context_window)
 
     @property
     def info(self) -> EngineInfo:
         return self._info
 
     def _read_info(self, path: Path, context_window: int, template_file: Path | None) -> EngineInfo:
-        metadata: dict[str, str] = self._llama.metadata
+        metadata: dict[str, str] = self._model.metadata()
         template = metadata.get("tokenizer.chat_template", _CHATML)
         if template_file is not None:
             try:
@@ -133,11 +135,11 @@ class LlamaCppEngine:
         return tokens
 
     def _tokenize(self, data: bytes, special: bool) -> list[int]:
-        tokens: list[int] = self._llama.tokenize(data, add_bos=False, special=special)
+        tokens: list[int] = self._model.tokenize(data, False, special)
         return tokens
 
-    def check_capacity(self) -> None:
-        self.scheduler.check_capacity()
+    def admit(self) -> Admission:
+        return self.scheduler.admit()
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
         job = self.job(request)
@@ -151,7 +153,11 @@ class LlamaCppEngine:
         return self._ending
 
     def check_grammar(self, grammar: str) -> None:
+        """Compile `grammar` (callers run this on a worker thread). The first call also builds
+        what `job` needs for every grammar — the vocabulary's pieces, half a second — so that no
+        request pays for it on the event loop."""
         self._grammars.matcher(grammar)
+        self._endings()
 
     def job(self, request: GenerationRequest) -> Job:
         mask = None
@@ -167,6 +173,7 @@ class LlamaCppEngine:
             namespace=request.namespace,
             keep=tuple(sorted(request.keep, key=lambda point: point.length)),
             background=request.background,
+            admitted=request.admission is not None,
         )
 
     async def run(self, job: Job) -> AsyncGenerator[GenerationChunk, None]:
@@ -195,6 +202,7 @@ class LlamaCppEngine:
         return {
             **self.scheduler.snapshot,
             "waiting": self.scheduler.waiting(),
+            "admitted": self.scheduler.admitted(),
             "slots": self._slots,
             "kv_size": llama_cpp.llama_n_ctx(self._ctx),
         }
@@ -207,7 +215,7 @@ class LlamaCppEngine:
     async def aclose(self) -> None:
         await asyncio.to_thread(self.scheduler.stop)
         llama_cpp.llama_free(self._ctx)
-        self._llama.close()
+        self._model.close()
 
     def _piece(self, token: int, *, special: bool) -> bytes:
         buffer = ctypes.create_string_buffer(64)
@@ -224,6 +232,18 @@ _TOKENIZED_MAX_BYTES = 1 << 20  # ... up to this size ...
 _TOKENIZED_TEXTS = 64  # ... the most recently used 64 of them
 _DEFAULT_KV_CAP = 32768  # default KV cache: 4 windows, but no more than this unless asked
 _MAX_SEQUENCES = 256  # llama.cpp's LLAMA_MAX_SEQ: slots plus kept prefixes
+
+
+def _load_model(path: Path) -> Any:
+    """The model's weights and vocabulary, placed only in buffer types safe on this CPU (`cpu.py`)."""
+    set_verbose(False)
+    llama_cpp.llama_backend_init()
+    params = llama_cpp.llama_model_default_params()
+    params.use_extra_bufts = extra_buffer_types_safe()
+    try:
+        return _internals.LlamaModel(path_model=str(path), params=params, verbose=False)
+    except ValueError as exc:  # llama.cpp could not read it
+        raise ModelFileError(f"llama.cpp could not load {path}: {exc}") from exc
 
 
 def _discard(_item: GenerationChunk | BaseException) -> None:

@@ -23,7 +23,7 @@ import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
-from sijo.engines.base import GenerationChunk, GrammarError, KeepPoint, Sampling
+from sijo.engines.base import Admission, GenerationChunk, GrammarError, KeepPoint, Sampling
 from sijo.engines.llama_cpp.cells import CellLedger
 from sijo.engines.llama_cpp.constraint import TokenMask
 from sijo.engines.llama_cpp.kvstore import PrefixStore, SeqPool, Tokens
@@ -52,6 +52,7 @@ class Job:
     cancelled: threading.Event = field(default_factory=threading.Event)
     reused: int = 0  # prompt tokens whose cells came from the prefix store
     background: bool = False  # batch work: waits behind every interactive request
+    admitted: bool = False  # its request holds an admission: never refused for capacity
 
 
 @dataclass(eq=False, slots=True)
@@ -126,6 +127,7 @@ class Scheduler:
         self.snapshot: dict[str, int | float] = {}
         self._active: list[_Slot] = []
         self._waiting: deque[Job] = deque()
+        self._admitted = 0  # admissions held (requests promised a place, running, queued or between)
         self._cond = threading.Condition()
         self._stopping = False
         self._publish()
@@ -134,13 +136,20 @@ class Scheduler:
 
     # --- called from other threads -------------------------------------------------------------
 
-    def check_capacity(self) -> None:
+    def admit(self) -> Admission:
         with self._cond:
             self._check_capacity()
+            self._admitted += 1
+        return Admission(self._release_admission)
+
+    def _release_admission(self) -> None:
+        with self._cond:
+            self._admitted -= 1
 
     def submit(self, job: Job) -> None:
         with self._cond:
-            self._check_capacity()
+            if not job.admitted:
+                self._check_capacity()
             self._waiting.append(job)
             self._cond.notify()
 
@@ -153,6 +162,10 @@ class Scheduler:
         with self._cond:
             return len(self._waiting)
 
+    def admitted(self) -> int:
+        with self._cond:
+            return self._admitted
+
     def stop(self) -> None:
         with self._cond:
             self._stopping = True
@@ -163,7 +176,11 @@ class Scheduler:
         llama_cpp.llama_batch_free(self._batch)
 
     def _check_capacity(self) -> None:
-        if len(self._waiting) >= self._max_queue and len(self._active) >= self._slots_max:
+        # An admitted request counts as queued unless its job is running: between its phases, or
+        # before its first job is submitted, it has a place in the queue all the same.
+        running_admitted = sum(1 for slot in self._active if slot.job.admitted)
+        queued = self._admitted - running_admitted + sum(1 for job in self._waiting if not job.admitted)
+        if queued >= self._max_queue and len(self._active) >= self._slots_max:
             raise OverloadedError(
                 "Overloaded: every slot is busy and the queue is full; retry shortly",
                 headers={"retry-after": "1"},

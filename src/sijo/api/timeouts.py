@@ -1,0 +1,122 @@
+"""How long a client may take to send its request: the defence against slow clients (slowloris).
+
+uvicorn bounds only the idle time between requests on a kept-alive connection, so a client that
+trickles its headers or its body holds a connection (and a task) for as long as it likes. Two bounds:
+
+- headers: `HeaderTimeoutProtocol`, uvicorn's h11 protocol, closes a connection whose request
+  headers are not complete `header_timeout` seconds after it opened (or after the previous response,
+  on a kept-alive connection). No request exists yet, so there is nobody to answer. The same bound
+  applies to the rest of a body that an answer sent before reading it (a 403, a 401) left unread.
+- body: `BodyTimeoutMiddleware` gives each wait for the next piece of a request body `body_timeout`
+  seconds; past that the request is answered 408 `timeout_error` and the connection closed.
+
+`sijo serve` runs uvicorn with this protocol (`http=`), which also pins h11: httptools, when
+installed, would otherwise be picked, and the two parse differently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar
+
+import h11
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from sijo.errors import RequestTimeoutError
+
+
+class HeaderTimeoutProtocol(H11Protocol):
+    """H11Protocol with a deadline for what a client owes while no request of its is being served.
+
+    That is a request's headers (h11's `their_state` IDLE: nothing received yet, or part of them), or
+    the rest of a body that the answered request did not read (a 403 or 401 sent before reading it):
+    both would otherwise let a client trickle bytes forever. The timer starts when the connection
+    opens and when a response completes; bytes arriving do not reset it."""
+
+    header_timeout: ClassVar[float] = 10.0
+    _owing: str | None = None
+    _timer: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def with_timeout(cls, seconds: float) -> type[HeaderTimeoutProtocol]:
+        """This protocol with `seconds` for `header_timeout` (uvicorn makes the instances itself)."""
+        return type(cls.__name__, (cls,), {"header_timeout": seconds})
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._watch()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._watch()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _owed(self) -> str | None:
+        """What the client owes while none of its requests is being served, if anything."""
+        if self.transport.is_closing():
+            return None
+        if self.conn.their_state is h11.IDLE:
+            return "headers"
+        if self.conn.their_state is h11.SEND_BODY and self.conn.our_state is h11.DONE:
+            return "unread body"
+        return None
+
+    def _watch(self) -> None:
+        owing = self._owed()
+        if owing != self._owing:
+            self._disarm()
+            self._owing = owing
+            if owing is not None:
+                self._timer = self.loop.call_later(self.header_timeout, self._late)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _late(self) -> None:
+        self._timer = None
+        if self._owed() is not None:
+            self.transport.close()
+
+
+class BodyTimeoutMiddleware:
+    """Answers 408 to a request whose body pauses for more than `seconds` between two chunks.
+
+    Only reads of the body are timed: once it is complete, `receive` is left to wait as long as the
+    app likes (the routes wait on it for the client to disconnect)."""
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        body_complete = False
+
+        async def receive_in_time() -> Message:
+            nonlocal body_complete
+            if body_complete:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.seconds)
+            except TimeoutError:
+                raise RequestTimeoutError(
+                    f"The request body stopped arriving: nothing for {self.seconds:g} seconds.",
+                    # Nothing of the request ran: sending it again is safe.
+                    headers={"connection": "close", "x-should-retry": "true"},
+                ) from None
+            body_complete = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        await self.app(scope, receive_in_time, send)
