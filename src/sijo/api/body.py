@@ -29,9 +29,15 @@ class ClientDisconnected(Exception):
     """The client went away before its response was ready (mid-upload, or mid-generation)."""
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+def declared_length(request: Request) -> int | None:
+    """The body's size as its Content-Length declares it (None: not declared)."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    return int(declared) if declared.isdigit() else None
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = declared_length(request)
+    if declared is not None and declared > limit:
         raise RequestTooLargeError(_TOO_LARGE)
     body = bytearray()
     try:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from annotated_types import MaxLen
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from sijo.errors import InvalidRequestError
@@ -28,7 +29,6 @@ from sijo.protocol.validation import describe_errors
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
-MAX_MESSAGES = 100_000  # MessageCreateParams.messages' own limit, checked here for the split list
 _SPLIT_ITEMS = 64  # a message's content is split when it has more blocks than this
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _LISTS = ("messages", "system", "tools")
@@ -75,12 +75,12 @@ def validate_large(text: str, model: type[ModelT]) -> ModelT:
         raise InvalidRequestError(f"request body: Invalid JSON: {exc}") from None
     pieces: dict[str, list[Any]] = {}
     for name, span in spans.items():
+        most = _max_length(model, name)  # the list's own limit, checked here for the split list
+        if most is not None and len(span.items) > most:
+            raise InvalidRequestError(
+                f"{name}: List should have at most {most} items after validation, not {len(span.items)}"
+            )
         if name == "messages":
-            if len(span.items) > MAX_MESSAGES:
-                raise InvalidRequestError(
-                    f"messages: List should have at most {MAX_MESSAGES} items after validation, "
-                    f"not {len(span.items)}"
-                )
             pieces[name] = [_message(text, item, i) for i, item in enumerate(span.items)]
         else:
             validate = _item_validator(model, name)
@@ -142,6 +142,13 @@ def _item_validator(model: type[BaseModel], name: str) -> Validate:
         members = [m for m in getattr(annotation, "__args__", ()) if getattr(m, "__origin__", None) is list]
         _ITEM_VALIDATORS[key] = _strict(TypeAdapter(members[0].__args__[0]))
     return _ITEM_VALIDATORS[key]
+
+
+def _max_length(model: type[BaseModel], name: str) -> int | None:
+    for constraint in model.model_fields[name].metadata:
+        if isinstance(constraint, MaxLen):
+            return int(constraint.max_length)
+    return None
 
 
 def _without(text: str, spans: list[_Span]) -> str:
@@ -223,8 +230,7 @@ def _walk_object(text: str, i: int, member: Callable[[str, int], int]) -> int:
     while True:
         if not text.startswith('"', i):
             raise InvalidJson("key must be a string", text, i)
-        end = _value_end(text, i)
-        key = str(_DECODER.raw_decode(text, i)[0])
+        key, end = _decode(text, i)
         i = _skip(text, end)
         if not text.startswith(":", i):
             raise InvalidJson("expected `:`", text, i)
@@ -239,8 +245,13 @@ def _walk_object(text: str, i: int, member: Callable[[str, int], int]) -> int:
 
 def _value_end(text: str, i: int) -> int:
     """Where the JSON value at `i` ends (what it holds is checked when it is validated)."""
+    return _decode(text, i)[1]
+
+
+def _decode(text: str, i: int) -> tuple[Any, int]:
     try:
-        return int(_DECODER.raw_decode(text, i)[1])
+        value, end = _DECODER.raw_decode(text, i)
+        return value, int(end)
     except json.JSONDecodeError as exc:
         raise InvalidJson(exc.msg.lower(), text, exc.pos) from None
     except RecursionError:

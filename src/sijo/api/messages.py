@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from sijo.api import sse
 from sijo.api.auth import Authenticated, Caller
-from sijo.api.body import INLINE_BYTES, ClientDisconnected, parse_body
+from sijo.api.body import INLINE_BYTES, ClientDisconnected, declared_length, parse_body
 from sijo.api.deps import LimiterDep, ServiceDep, SettingsDep
 from sijo.api.errors import request_id
 from sijo.api.gc_pause import collection_paused
@@ -79,8 +79,8 @@ async def count_tokens(
 
 def _large(request: Request) -> bool:
     """A body that may take long to parse: larger than what is parsed inline, or of unknown size."""
-    declared = request.headers.get("content-length", "")
-    return not declared.isdigit() or int(declared) > INLINE_BYTES
+    declared = declared_length(request)
+    return declared is None or declared > INLINE_BYTES
 
 
 async def _settled(
