@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sijo.api import admin, batches, errors, messages, models, openapi, status
+from sijo.api import admin, batches, errors, messages, models, openai, openapi, status
 from sijo.api.auth import Authenticator
 from sijo.api.browser import BrowserAccessMiddleware
 from sijo.api.hosts import HostCheckMiddleware
@@ -148,6 +148,7 @@ def create_app(
     app.include_router(messages.router)
     app.include_router(batches.router)
     app.include_router(models.router)
+    app.include_router(openai.router)
     app.include_router(admin.router)
     app.include_router(status.router)
     return app

@@ -1,7 +1,8 @@
 """The model catalogue: which ids (and aliases) are served, by which engine, and what each can do.
 
 `ModelInfo.capabilities` tells the truth about what works today: text, tools, structured outputs,
-thinking and effort; not yet images, PDFs, citations, batches or server tools.
+thinking, effort and context editing (not compaction); not yet images, PDFs, citations, batches or
+server tools.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ CAPABILITIES = ModelCapabilities(
     batch=_NO,
     citations=_NO,
     code_execution=_NO,
-    context_management=ContextManagementCapability(supported=False),
+    context_management=ContextManagementCapability(
+        supported=True, clear_thinking_20251015=_YES, clear_tool_uses_20250919=_YES, compact_20260112=_NO
+    ),
     effort=EffortCapability(supported=True, low=_YES, medium=_YES, high=_YES, max=_YES, xhigh=_YES),
     image_input=_NO,
     pdf_input=_NO,

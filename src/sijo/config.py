@@ -32,6 +32,9 @@ DEFAULT_THINKING_BUDGETS: dict[Effort, int] = {
     "xhigh": 2048,
     "max": 4096,
 }
+# Manual thinking budgets are cut to this many tokens unless a model says otherwise (`budget_tokens`
+# is at least 1024 on the API, so this is the API's smallest budget: adaptive `high`).
+DEFAULT_MAX_THINKING_TOKENS = 1024
 
 
 class EngineConfig(BaseModel):
@@ -122,10 +125,25 @@ class ModelConfig(BaseModel):
         default_factory=lambda: dict(DEFAULT_THINKING_BUDGETS),
         description="Adaptive thinking: the most thinking tokens at each output_config.effort level.",
     )
+    max_thinking_tokens: int | None = Field(
+        default=DEFAULT_MAX_THINKING_TOKENS,
+        ge=1,
+        description="Manual thinking ({type: enabled}): the most thinking tokens a request's "
+        "budget_tokens may buy; a larger budget is cut to it (Claude Code asks for 31999, minutes of "
+        "babble on a small model). usage.output_tokens_details.thinking_tokens counts what ran. "
+        "Unset: no cap.",
+    )
     cache_min_tokens: int = Field(
         default=1024,
         ge=1,
         description="Shortest prompt prefix that cache_control caches; shorter ones are silently not cached.",
+    )
+    force_tool_use: bool = Field(
+        default=False,
+        description="For models too small to decide when to call a tool (e.g. under Claude Code): "
+        "with tool_choice auto (or unset), the reply to a fresh user turn must call a tool, as under "
+        "any, and the reply to tool results must answer in text, as under none, so each agent turn is "
+        "one round of calls and then an answer. Off: tool_choice as the API defines it.",
     )
 
 

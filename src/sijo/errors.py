@@ -2,7 +2,8 @@
 
     ApiError
     ├── InvalidRequestError      400 invalid_request_error
-    │   └── PromptTooLongError   400 invalid_request_error ("prompt is too long: N tokens > M maximum")
+    │   ├── PromptTooLongError   400 invalid_request_error ("prompt is too long: N tokens > M maximum")
+    │   └── ThreadUnsupportedRequestError  400, details.error_code "thread_unsupported_request"
     ├── AuthenticationError      401 authentication_error
     ├── PermissionDeniedError    403 permission_error
     ├── NotFoundError            404 not_found_error
@@ -14,8 +15,10 @@
     └── OverloadedError          529 overloaded_error
 
 Errors are raised, never returned; `api/errors.py` renders them in one place as
-`{"type":"error","error":{"type","message"},"request_id"}` (reference §4). A value the client sent
-is put in a message through `shown`, so that a 1 MB model name is not answered with a 1 MB error.
+`{"type":"error","error":{"type","message"},"request_id"}` (reference §4), plus `error.details` for
+an error that has them (`{"error_code": ...}`, which the SDKs map to their own error classes and act
+on). A value the client sent is put in a message through `shown`, so that a 1 MB model name is not
+answered with a 1 MB error.
 """
 
 from __future__ import annotations
@@ -40,17 +43,23 @@ class ApiError(Exception):
     status_code: ClassVar[int] = 500
     error_type: ClassVar[str] = "api_error"
 
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.headers = headers or {}
+        self.details = details
 
     def body(self, request_id: str | None) -> dict[str, Any]:
-        return {
-            "type": "error",
-            "error": {"type": self.error_type, "message": self.message},
-            "request_id": request_id,
-        }
+        error: dict[str, Any] = {"type": self.error_type, "message": self.message}
+        if self.details is not None:
+            error["details"] = self.details
+        return {"type": "error", "error": error, "request_id": request_id}
 
 
 class InvalidRequestError(ApiError):
@@ -63,6 +72,18 @@ class PromptTooLongError(InvalidRequestError):
         super().__init__(f"prompt is too long: {tokens} tokens > {maximum} maximum")
         self.tokens = tokens
         self.maximum = maximum
+
+
+class ThreadUnsupportedRequestError(InvalidRequestError):
+    """A request with `thread` (the message-threads beta): Sijo keeps no conversations on the server.
+    The API's own rejection of a request it cannot thread, so SDK helpers (`tool_runner`) go on
+    without a thread by themselves, sending the whole conversation."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "thread: message threads are not supported by Sijo; send the full conversation without `thread`",
+            details={"error_code": "thread_unsupported_request"},
+        )
 
 
 class AuthenticationError(ApiError):

@@ -14,7 +14,14 @@ from sijo.json_schema import check_json_schema, check_schema
 from sijo.output.grammar import CallSpec, calls_grammar, json_grammar
 from sijo.protocol.params import CountTokensParams, MessageCreateParams
 from sijo.protocol.reasoning import Display, Effort, ThinkingAdaptive, ThinkingEnabled
-from sijo.protocol.tools import CustomTool, ToolChoiceAny, ToolChoiceNone, ToolChoiceTool, VersionedTool
+from sijo.protocol.tools import (
+    CustomTool,
+    ToolChoice,
+    ToolChoiceAny,
+    ToolChoiceNone,
+    ToolChoiceTool,
+    VersionedTool,
+)
 
 MAX_STRICT_TOOLS = 20
 MIN_THINKING_BUDGET = 1024
@@ -43,8 +50,10 @@ def plan_reply(
     budgets: Mapping[Effort, int],
     last_user_text: str,
     has_prefill: bool,
+    force_tool_use: bool = False,
 ) -> ReplyPlan:
-    """`tools` are `custom_tools(params)`: rendered into the prompt before the plan is made."""
+    """`tools` are `custom_tools(params)`: rendered into the prompt before the plan is made.
+    `force_tool_use` is the model's setting of that name (see `_one_round`)."""
     answer_schema = _answer_schema(params, has_prefill)
     choice = params.tool_choice
     forced = isinstance(choice, ToolChoiceAny | ToolChoiceTool)
@@ -55,6 +64,8 @@ def plan_reply(
         raise InvalidRequestError(
             "tool_choice: Thinking may not be enabled when tool_choice forces tool use."
         )
+    if force_tool_use and tools and not forced and not isinstance(choice, ToolChoiceNone):
+        choice = _one_round(params, choice)
     calls = bool(tools) and not isinstance(choice, ToolChoiceNone)
     grammar = relaxed = None
     if calls:
@@ -62,6 +73,21 @@ def plan_reply(
     elif answer_schema is not None:
         grammar = json_grammar(answer_schema)
     return ReplyPlan(calls, grammar, thinking, relaxed)
+
+
+def _one_round(
+    params: MessageCreateParams | CountTokensParams, choice: ToolChoice | None
+) -> ToolChoice | None:
+    """`tool_choice` auto under a model's `force_tool_use`, for models too small to decide when to
+    call: a fresh user turn must call a tool (as `any`), and the reply to tool results must answer
+    in text (as `none`), so each turn of an agent loop is one round of calls, then an answer."""
+    last = params.messages[-1] if params.messages else None
+    if last is None or last.role != "user":
+        return choice  # a prefill: continued as the request asks
+    if not isinstance(last.content, str) and any(block.type == "tool_result" for block in last.content):
+        return ToolChoiceNone(type="none")
+    parallel_off = getattr(choice, "disable_parallel_tool_use", None)
+    return ToolChoiceAny(type="any", disable_parallel_tool_use=parallel_off)
 
 
 def custom_tools(params: MessageCreateParams | CountTokensParams) -> list[CustomTool]:

@@ -8,6 +8,9 @@ A reply with thinking is generated in two phases on the same engine: first the t
 ends with `<think>`; the grammar ends it at `</think>`; its budget is that phase's `max_tokens`), then
 the answer, whose prompt is the first phase's plus the closed thinking. A budget that runs out
 therefore ends the thinking on any model, and the second phase reuses the first one's KV cells.
+
+A request's `context_management` edits run where the prompt is rendered (`prompt/context_edits.py`):
+each edit that clears something renders the prompt once more, to measure what it freed.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 
 from sijo.catalog import Catalog, ServedModel
 from sijo.engines.base import Admission, FinishReason, GenerationRequest, GrammarError, KeepPoint, Sampling
-from sijo.errors import InvalidRequestError, PromptTooLongError, shown
+from sijo.errors import InvalidRequestError, PromptTooLongError, ThreadUnsupportedRequestError, shown
 from sijo.ids import new_id
 from sijo.output.accumulate import accumulate
 from sijo.output.assembler import MessageAssembler
@@ -29,12 +32,15 @@ from sijo.output.grammar import thinking_grammar
 from sijo.output.reply import ReplyParser, ThinkingStream
 from sijo.output.stops import StopMatcher
 from sijo.prompt import markup
+from sijo.prompt.context_edits import apply_edits, checked_edits
 from sijo.prompt.conversation import Conversation, to_conversation
 from sijo.prompt.template import ChatTemplate, Prompt, Segment, tokenize
 from sijo.prompt_cache import NO_CACHE, Breakpoint, PromptCache, breakpoints
-from sijo.protocol.events import StreamEvent
-from sijo.protocol.message import CacheCreation, Message, StopReason, Usage
-from sijo.protocol.params import NOT_YET_SUPPORTED, CountTokensParams, MessageCreateParams
+from sijo.protocol.context_management import ContextManagementResponse, CountTokensContextManagement
+from sijo.protocol.events import MessageDeltaEvent, StreamEvent
+from sijo.protocol.message import CacheCreation, Message, MessageTokensCount, StopReason, Usage
+from sijo.protocol.params import NOT_YET_SUPPORTED, CountTokensParams, MessageCreateParams, MessageParam
+from sijo.protocol.reasoning import ThinkingAdaptive, ThinkingEnabled
 from sijo.reply_plan import ReplyPlan, custom_tools, plan_reply
 from sijo.signing import ThinkingSigner
 from sijo.store.ledger import UsageLedger
@@ -44,6 +50,7 @@ _STOP_REASONS: dict[FinishReason, StopReason] = {
     "eos": "end_turn",
     "length": "max_tokens",
     "context_full": "model_context_window_exceeded",
+    "budget": "max_tokens",  # unless what fitted was whole tool calls (`_answer`)
 }
 
 
@@ -73,6 +80,7 @@ class PreparedMessage:
     account: Account = Account()
     batch: bool = False  # a Message Batches request: background priority, service_tier "batch"
     admission: Admission | None = None  # set while it streams: the engine's promise of a place
+    context_management: ContextManagementResponse | None = None  # the edits applied, if any were asked
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +96,8 @@ class _Rendered:
     prompt: Prompt
     breakpoints: tuple[Breakpoint, ...]
     plan: ReplyPlan
+    original_tokens: int = 0  # the prompt's tokens before any context edits
+    context_management: ContextManagementResponse | None = None
 
 
 @dataclass(slots=True)
@@ -119,6 +129,8 @@ class MessagesService:
         account: Account = Account(),
         batch: bool = False,
     ) -> PreparedMessage:
+        if params.thread is not None:  # first, so that SDK helpers go on without a thread
+            raise ThreadUnsupportedRequestError()
         _reject_unsupported(params)
         if params.speed == "fast":
             raise InvalidRequestError("speed: fast mode is not supported by Sijo")
@@ -150,16 +162,25 @@ class MessagesService:
             plan=plan,
             account=account,
             batch=batch,
+            context_management=rendered.context_management,
         )
 
-    async def count_tokens(self, params: CountTokensParams) -> int:
+    async def count_tokens(self, params: CountTokensParams) -> MessageTokensCount:
         _reject_unsupported(params)
         served = self.catalog.resolve(params.model)
         # The API counts a prompt over the window too: clients ask precisely to learn that it no longer fits.
-        return len((await self._render(served, params, enforce_window=False)).prompt.tokens)
+        rendered = await self._render(served, params, enforce_window=False)
+        original = None
+        if rendered.context_management is not None:
+            original = CountTokensContextManagement(original_input_tokens=rendered.original_tokens)
+        return MessageTokensCount(input_tokens=len(rendered.prompt.tokens), context_management=original)
 
     async def create(self, prepared: PreparedMessage) -> Message:
-        return await accumulate(self.stream(prepared))
+        message = await accumulate(self.stream(prepared))
+        if prepared.context_management is None:
+            return message
+        # The stream reports it beside the final `message_delta`, which the fold does not read.
+        return message.model_copy(update={"context_management": prepared.context_management})
 
     async def stream(self, prepared: PreparedMessage) -> AsyncIterator[StreamEvent]:
         """The reply's events; whatever it consumed goes to the usage ledger, even if the client
@@ -231,6 +252,8 @@ class MessagesService:
             stop = result[0]
         stop = stop or ("max_tokens", None)
         for event in assembler.finish(*stop, progress.output_tokens, progress.thinking_tokens):
+            if isinstance(event, MessageDeltaEvent) and prepared.context_management is not None:
+                event = event.model_copy(update={"context_management": prepared.context_management})
             yield event
 
     async def _think(
@@ -310,6 +333,7 @@ class MessagesService:
             admission=prepared.admission,
         )
         stop_reason: StopReason = "end_turn"
+        whole = True  # the reply ended where it was whole: its turn, or a budget with no room for more
         matched: str | None = None
         if len(tokens) >= prepared.served.engine.info.context_window:
             result.append(("model_context_window_exceeded", None))
@@ -326,6 +350,7 @@ class MessagesService:
                     break
                 if chunk.finish is not None:
                     stop_reason = _STOP_REASONS[chunk.finish]
+                    whole = chunk.finish in ("eos", "budget")
                     break
         finally:
             await generation.aclose()
@@ -334,7 +359,7 @@ class MessagesService:
                 yield event
         for event in parser.flush(ended=stop_reason == "end_turn"):
             yield event
-        if stop_reason == "end_turn" and parser.tool_calls:
+        if whole and matched is None and parser.tool_calls:  # calls that fitted whole get run
             stop_reason = "tool_use"
         result.append((stop_reason, matched))
 
@@ -345,32 +370,62 @@ class MessagesService:
         *,
         enforce_window: bool = True,
     ) -> _Rendered:
+        """The prompt generation reads: the request's messages after its context edits, if any."""
+        if params.context_management is None:
+            rendered = await self._render_messages(served, params, params.messages)
+        else:
+            thinking = isinstance(params.thinking, ThinkingEnabled | ThinkingAdaptive)
+            edited = await apply_edits(
+                params.messages,
+                checked_edits(params.context_management, thinking=thinking),
+                render=lambda messages: self._render_messages(served, params, messages),
+                size=lambda rendered: len(rendered.prompt.tokens),
+            )
+            applied = ContextManagementResponse(applied_edits=edited.applied)
+            rendered = replace(
+                edited.rendered, original_tokens=edited.original_tokens, context_management=applied
+            )
+        window = served.engine.info.context_window
+        if enforce_window and len(rendered.prompt.tokens) > window:
+            raise PromptTooLongError(len(rendered.prompt.tokens), window)
+        return rendered
+
+    async def _render_messages(
+        self,
+        served: ServedModel,
+        params: MessageCreateParams | CountTokensParams,
+        messages: list[MessageParam],
+    ) -> _Rendered:
         # Off the event loop: a request of 50,000 messages takes seconds to lay out, and every
         # other request would wait for it. Tokenising yields to the loop as it goes.
-        layout = await asyncio.to_thread(self._layout, served, params)
+        layout = await asyncio.to_thread(self._layout, served, params, messages)
         segments = layout.segments
         prompt = await tokenize(served.engine, segments)
         if layout.thinking and not segments[-1].text.endswith(markup.THINK_OPEN):
             opener = await served.engine.tokenize(markup.THINK_OPEN, special=False)
             prompt = Prompt(prompt.tokens + tuple(opener), prompt.block_ends)
-        window = served.engine.info.context_window
-        if enforce_window and len(prompt.tokens) > window:
-            raise PromptTooLongError(len(prompt.tokens), window)
-        return _Rendered(prompt, layout.breakpoints, layout.plan)
+        return _Rendered(prompt, layout.breakpoints, layout.plan, original_tokens=len(prompt.tokens))
 
-    def _layout(self, served: ServedModel, params: MessageCreateParams | CountTokensParams) -> _Layout:
-        """The prompt's text segments, cache breakpoints and reply plan (pure CPU work)."""
+    def _layout(
+        self,
+        served: ServedModel,
+        params: MessageCreateParams | CountTokensParams,
+        messages: list[MessageParam],
+    ) -> _Layout:
+        """The prompt's text segments, cache breakpoints and reply plan for `messages` (the request's,
+        or those its context edits left), in pure CPU work."""
         tools = custom_tools(params)
-        conversation = to_conversation(
-            params.messages, params.system, tools=tools, open_signature=self.signer.opener()
-        )
+        opener = self.signer.opener()
+        conversation = to_conversation(messages, params.system, tools=tools, open_signature=opener)
         plan = plan_reply(
             params,
             tools,
             budgets=served.config.thinking_budgets,
             last_user_text=_last_user_text(conversation),
             has_prefill=bool(conversation.prefill),
+            force_tool_use=served.config.force_tool_use,
         )
+        plan = _capped_thinking(plan, params, served.config.max_thinking_tokens)
         template = self._template(served)
         thinking = plan.thinking is not None
         if thinking and not template.native_reasoning:
@@ -410,6 +465,17 @@ class MessagesService:
         if key not in self._templates:  # two threads may both build it: either copy serves
             self._templates[key] = ChatTemplate(served.engine.info)
         return self._templates[key]
+
+
+def _capped_thinking(
+    plan: ReplyPlan, params: MessageCreateParams | CountTokensParams, cap: int | None
+) -> ReplyPlan:
+    """`plan` with a manual `budget_tokens` cut to the model's `max_thinking_tokens`: a small model
+    asked for Claude Code's 31,999 would think for minutes. Usage counts the thinking that ran."""
+    thinking = plan.thinking
+    if cap is None or thinking is None or not isinstance(params.thinking, ThinkingEnabled):
+        return plan
+    return replace(plan, thinking=replace(thinking, budget=min(thinking.budget, cap)))
 
 
 def _last_user_text(conversation: Conversation) -> str:

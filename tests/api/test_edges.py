@@ -26,7 +26,9 @@ BODY: dict[str, Any] = {
 async def keyed(engine: FakeEngine) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(Settings(api_keys=["sk-one", "sk-two"]), engines={"default": engine})
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as c:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://localhost"
+        ) as c:
             yield c
 
 
@@ -84,7 +86,9 @@ async def test_quiet_streams_get_pings() -> None:
     app = create_app(Settings(ping_interval=0.05), engines={"default": slow})
     async with app.router.lifespan_context(app):
         headers = {"anthropic-version": "2023-06-01"}
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as c:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://localhost"
+        ) as c:
             text = (await c.post("/v1/messages", json={**BODY, "stream": True}, headers=headers)).text
     assert text.count("event: ping") >= 3  # one after message_start, more while the engine is quiet
 
@@ -124,3 +128,21 @@ async def test_an_engine_fault_is_a_500_with_its_request_id() -> None:
     assert streamed.status_code == 200 and last_name == "event: error"
     error = json.loads(last_data.removeprefix("data: "))
     assert error["error"]["type"] == "api_error" and error["request_id"] == streamed.headers["request-id"]
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/v1/nope", "Not found: POST /v1/nope"),
+        (
+            "/v1/v1/messages",
+            "Not found: POST /v1/v1/messages (the base URL already ends in /v1: drop it, clients add /v1 themselves)",
+        ),
+    ],
+)
+async def test_an_unknown_path_is_a_404_that_names_it(
+    client: httpx.AsyncClient, path: str, message: str
+) -> None:
+    response = await client.post(path, json=BODY)
+    assert response.status_code == 404
+    assert response.json()["error"] == {"type": "not_found_error", "message": message}

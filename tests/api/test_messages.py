@@ -77,7 +77,7 @@ async def test_non_streaming_message_is_the_fold_of_the_stream(
     assert message is not None
     folded = message.model_dump(mode="json")
     assert {**folded, "id": None} == {**created, "id": None}
-    assert created["content"] == [{"type": "text", "text": "Hello there", "citations": None}]
+    assert created["content"] == [{"type": "text", "text": "Hello there"}]  # no `citations` key
     assert created["usage"]["output_tokens"] == 3  # two pieces and the end-of-turn token
 
 

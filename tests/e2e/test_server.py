@@ -61,7 +61,10 @@ def test_either_key_works_by_header_or_bearer(keyed: Server) -> None:
 
 
 def test_missing_anthropic_version_is_400(keyed: Server) -> None:
-    response = httpx.get(f"{keyed.base_url}/v1/models", headers={"x-api-key": "sk-sijo-test-one"})
+    body = {"model": "claude-sonnet-4-6", "messages": [{"role": "user", "content": "hi"}]}
+    response = httpx.post(
+        f"{keyed.base_url}/v1/messages/count_tokens", json=body, headers={"x-api-key": "sk-sijo-test-one"}
+    )
     assert response.status_code == 400
     assert response.json()["error"]["message"] == "anthropic-version: header is required"
 

@@ -208,6 +208,38 @@ def test_output_config_format_is_one_valid_json_text_block(sdk: anthropic.Anthro
 
 
 @pytest.mark.parametrize("stream", [False, True])
+def test_whole_calls_within_the_budget_stop_for_tool_use(sdk: anthropic.Anthropic, stream: bool) -> None:
+    """A call that fitted whole is `tool_use` even when the model would have gone on to a second call
+    the budget cannot hold (it was `max_tokens`, so agent loops never ran the tool: issue 11)."""
+    unit = {
+        "name": "set_unit",
+        "description": "Set the temperature unit.",
+        "input_schema": {
+            "type": "object",
+            "properties": {"unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+            "required": ["unit"],
+        },
+    }
+    request: dict[str, Any] = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 40,  # one call (~25 tokens) fits, a second does not
+        "tools": [unit],
+        "tool_choice": {"type": "any"},
+        "messages": [{"role": "user", "content": "Set the unit to celsius, then to fahrenheit, then back."}],
+    }
+    for _ in range(4):
+        if stream:
+            with sdk.messages.stream(**request) as events:
+                message = events.get_final_message()
+        else:
+            message = sdk.messages.create(**request)
+        calls = _calls(message)
+        assert calls and message.stop_reason == "tool_use", (message.stop_reason, message.content)
+        for call in calls:
+            jsonschema.validate(call.input, unit["input_schema"])
+
+
+@pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize("max_tokens", [1, 3, 6])
 def test_a_budget_too_small_for_a_forced_call_leaks_no_markup(
     sdk: anthropic.Anthropic, max_tokens: int, stream: bool

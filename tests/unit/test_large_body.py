@@ -115,14 +115,14 @@ def test_other_threads_run_while_a_large_body_is_validated() -> None:
     messages = [{"role": "user" if i % 2 == 0 else "assistant", "content": "hi"} for i in range(50_001)]
     raw = json.dumps({"model": "m", "messages": messages}).encode()
     whole, _ = _longest_pause_of_another_thread(lambda: validate_body(raw, CountTokensParams))
-    assert whole > 0.1  # the stall this guards against
+    assert whole > 0.02  # the stall this guards against: 0.06 to 0.6 s on the CPUs tried
 
     def in_pieces() -> None:
         with collection_paused(True):
             validate_in_pieces(raw, CountTokensParams)
 
     longest, took = _longest_pause_of_another_thread(in_pieces)
-    assert took > 0.1 and longest < min(0.1, whole / 2), (longest, whole, took)
+    assert took > 0.02 and longest < whole / 3, (longest, whole, took)
 
 
 def test_pauses_of_the_collector_nest_and_end() -> None:

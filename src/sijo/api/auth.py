@@ -123,7 +123,7 @@ class Authenticator:
         )
 
 
-def _presented_keys(request: Request) -> list[str]:
+def presented_keys(request: Request) -> list[str]:
     keys = [request.headers.get("x-api-key", "")]
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer":
@@ -139,7 +139,7 @@ def _version(request: Request) -> None:
 async def authenticate(request: Request) -> Caller:
     """The caller; its rate-limit state goes on the response (the Messages routes refine it)."""
     authenticator: Authenticator = request.app.state.authenticator
-    caller = await authenticator.caller(_presented_keys(request))
+    caller = await authenticator.caller(presented_keys(request))
     _version(request)
     limiter: RateLimiter = request.app.state.limiter
     request.state.ratelimit_headers = (await limiter.peek(caller.rate_key, caller.limits)).headers()
@@ -148,7 +148,7 @@ async def authenticate(request: Request) -> Caller:
 
 async def authenticate_admin(request: Request) -> None:
     authenticator: Authenticator = request.app.state.authenticator
-    await authenticator.admin(_presented_keys(request))
+    await authenticator.admin(presented_keys(request))
     _version(request)
 
 

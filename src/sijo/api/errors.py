@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from sijo.api.body import ClientDisconnected
-from sijo.errors import ApiError, InvalidRequestError, NotFoundError
+from sijo.errors import ApiError, InvalidRequestError, NotFoundError, shown
 from sijo.protocol.validation import describe_errors
 
 logger = logging.getLogger("sijo.api")
@@ -34,12 +34,21 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
-        return render(request, NotFoundError("Not found"))
+        return render(request, NotFoundError(_not_found(request)))
     error = InvalidRequestError(str(exc.detail))
     response = render(request, error)
     response.status_code = exc.status_code
     response.headers.update(exc.headers or {})
     return response
+
+
+def _not_found(request: Request) -> str:
+    """Names the path, so a doubled prefix (a base URL that already ends in /v1) shows."""
+    path = request.url.path
+    message = f"Not found: {request.method} {shown(path, 200)}"
+    if path.startswith("/v1/v1/"):
+        message += " (the base URL already ends in /v1: drop it, clients add /v1 themselves)"
+    return message
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

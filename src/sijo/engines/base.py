@@ -72,15 +72,18 @@ class GenerationRequest:
 # `end_in_budget` (with a grammar): the reply must complete its grammar within `max_tokens` (and the
 # context window). Near the end, a sampled token is only kept if the grammar can still be completed
 # in the tokens left after it; otherwise the engine writes the shortest ending it knows and finishes
-# with "length", since the budget is what ended the reply.
+# with "length", since the budget is what ended the reply. Where the reply was already whole (its
+# grammar complete) and only more of it (a further tool call) would not fit, it finishes with
+# "budget": nothing written was cut.
 
 
 class GrammarError(ValueError):
     """A grammar the engine cannot compile (the message says why)."""
 
 
-# eos: the model ended its turn; length: max_tokens reached; context_full: no room left in the window.
-FinishReason = Literal["eos", "length", "context_full"]
+# eos: the model ended its turn; length: max_tokens reached; context_full: no room left in the window;
+# budget: a constrained reply was whole when max_tokens left no room for more of it.
+FinishReason = Literal["eos", "length", "context_full", "budget"]
 
 
 @dataclass(frozen=True, slots=True)

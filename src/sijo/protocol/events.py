@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from sijo.protocol.base import ResponseModel
+from sijo.protocol.context_management import ContextManagementResponse
 from sijo.protocol.message import ContentBlock, Message, OutputTokensDetails, StopReason
 
 
@@ -78,6 +79,10 @@ class MessageDeltaEvent(ResponseModel):
     type: Literal["message_delta"] = "message_delta"
     delta: MessageDelta
     usage: MessageDeltaUsage
+    # Beside `delta`, as the beta SDKs read it, when the request sent `context_management`.
+    context_management: ContextManagementResponse | None = Field(
+        default=None, exclude_if=lambda value: value is None
+    )
 
 
 class MessageStopEvent(ResponseModel):

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from sijo.protocol.base import ResponseModel
+from sijo.protocol.context_management import ContextManagementResponse, CountTokensContextManagement
 
 StopReason = Literal[
     "end_turn",
@@ -22,7 +23,8 @@ StopReason = Literal[
 class TextBlock(ResponseModel):
     type: Literal["text"] = "text"
     text: str
-    citations: list[dict[str, Any]] | None = None
+    # The API omits `citations` on a block without any; clients (the Vercel AI SDK) reject `null`.
+    citations: list[dict[str, Any]] | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class ToolCaller(ResponseModel):
@@ -90,7 +92,14 @@ class Message(ResponseModel):
     stop_details: dict[str, Any] | None = None
     container: dict[str, Any] | None = None
     usage: Usage
+    # Only on the reply to a request that sent `context_management` (the beta's key).
+    context_management: ContextManagementResponse | None = Field(
+        default=None, exclude_if=lambda value: value is None
+    )
 
 
 class MessageTokensCount(ResponseModel):
     input_tokens: int
+    context_management: CountTokensContextManagement | None = Field(
+        default=None, exclude_if=lambda value: value is None
+    )

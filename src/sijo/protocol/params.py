@@ -12,6 +12,7 @@ from pydantic import Field
 
 from sijo.protocol.base import CacheControl, WireModel
 from sijo.protocol.content import ContentBlockParam, TextBlockParam
+from sijo.protocol.context_management import ContextManagementConfig
 from sijo.protocol.reasoning import JsonSchemaFormat, OutputConfig, ThinkingConfig
 from sijo.protocol.tools import ToolChoice, ToolParam
 
@@ -37,7 +38,7 @@ class _ConversationParams(WireModel):
     output_config: OutputConfig | None = None
     output_format: JsonSchemaFormat | None = None  # deprecated alias of output_config.format
     cache_control: CacheControl | None = None
-    context_management: Any = None
+    context_management: ContextManagementConfig | None = None
     mcp_servers: Any = None
 
 
@@ -56,6 +57,7 @@ class MessageCreateParams(_ConversationParams):
     diagnostics: Any = None
     fallbacks: Any = None
     fallback_credit_token: Any = None
+    thread: Any = None  # message threads (beta): refused with the API's `thread_unsupported_request`
 
 
 class CountTokensParams(_ConversationParams):
@@ -64,7 +66,6 @@ class CountTokensParams(_ConversationParams):
 
 # The body fields of the real API that Sijo does not run yet; a request using one gets a 400.
 NOT_YET_SUPPORTED: tuple[str, ...] = (
-    "context_management",
     "mcp_servers",
     "container",
     "diagnostics",

@@ -6,10 +6,15 @@ with every request of an agent loop is compiled once. Masking costs ~0.02 to 0.2
 
 `Ending` and `TokenMask` keep every reply able to finish: near the end of its budget a sampled
 token is kept only if the grammar can still be completed in the tokens left after it.
+
+`TokenMask` also keeps every JSON number within a double: llguidance's number rule allows `1e999`,
+which every JSON reader turns into infinity (and a serializer into `null`), so a digit that would
+overflow is masked like any token the grammar refuses.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from collections import OrderedDict
@@ -22,7 +27,7 @@ import llguidance.numpy
 import numpy as np
 import numpy.typing as npt
 
-from sijo.engines.base import GrammarError
+from sijo.engines.base import FinishReason, GrammarError
 
 _CACHED_GRAMMARS = 256
 
@@ -90,6 +95,9 @@ class Ending:
     in_string: tuple[int, ...]
     outside: tuple[int, ...]
     eos: int
+    numeric: npt.NDArray[np.int64]  # tokens that can continue a number (they start with a number byte)
+    exponents: npt.NDArray[np.int64]  # those of them whose number part holds exponent digits
+    longest_head: int  # the longest number part of a token
 
     @classmethod
     def build(cls, pieces: list[bytes], eos: int) -> Ending:
@@ -105,7 +113,18 @@ class Ending:
 
         in_string = closing(rb'"[\]}]+') + tokens(_IN_STRING)
         outside = closing(rb"[\]}]{2,}") + tokens(_OUTSIDE)
-        return cls(pieces, tuple(in_string), tuple(outside), eos)
+        starts = (t for t, piece in enumerate(pieces) if piece[:1] and piece[0] in _NUMBER_BYTES)
+        heads = {t: _number_head(pieces[t]) for t in starts}
+        exponents = [t for t, head in heads.items() if re.search(rb"[eE][+-]?[0-9]", head)]
+        return cls(
+            pieces,
+            tuple(in_string),
+            tuple(outside),
+            eos,
+            np.array(sorted(heads), dtype=np.int64),
+            np.array(exponents, dtype=np.int64),
+            max(map(len, heads.values()), default=0),
+        )
 
     def find(
         self, matcher: llguidance.LLMatcher, quotes: _Quotes, limit: int = _LONGEST_ENDING
@@ -154,13 +173,19 @@ class Ending:
         return chosen[0] if chosen else None
 
 
+_NUMBER_BYTES = frozenset(b"0123456789.eE+-")
+_SAFE_DIGITS = 300  # a number this long without an exponent is still below 1e300
+_NUMBER_START = frozenset(b"0123456789-")
+
+
 @dataclass(slots=True)
 class _Quotes:
-    """Follows whether JSON text written so far is inside a string."""
+    """Follows whether JSON text written so far is inside a string, and the number it ends in."""
 
     inside: bool = False
     escaped: bool = False
     crossed: bool = False  # a quote was fed since this was last cleared
+    number: bytes = b""  # the number literal the text ends in, outside strings
 
     def feed(self, piece: bytes) -> None:
         for byte in piece:
@@ -171,6 +196,34 @@ class _Quotes:
             elif byte == 0x22:  # quote
                 self.inside = not self.inside
                 self.crossed = True
+            if self.inside or byte not in (_NUMBER_BYTES if self.number else _NUMBER_START):
+                self.number = b""
+            else:
+                self.number += bytes([byte])
+
+
+def _fits(path: list[int], room: int) -> bool:
+    """Whether an ending fits in `room` tokens. Its end of turn costs none: a reply whose budget runs
+    out where its grammar is complete ends there all the same."""
+    return len(path) - 1 <= room
+
+
+def _finite(literal: bytes) -> bool:
+    """Whether a number literal, completed with the fewest digits it still needs, fits a double."""
+    if literal[-1:] in (b"e", b"E", b"+", b"-", b"."):
+        literal += b"0"
+    try:
+        return math.isfinite(float(literal))
+    except ValueError:  # not a number after all: the grammar will refuse it anyway
+        return True
+
+
+def _number_head(piece: bytes) -> bytes:
+    """The part of a token that continues a number: its bytes up to the first one that ends it."""
+    end = 0
+    while end < len(piece) and piece[end] in _NUMBER_BYTES:
+        end += 1
+    return piece[:end]
 
 
 # Once the tokens left are within twice the longest ending seen so far plus `_WATCH`, every sampled
@@ -189,17 +242,21 @@ class TokenMask:
     writes the first token of the ending found one step earlier, which fitted, and follows it.
     """
 
-    def __init__(self, matcher: llguidance.LLMatcher, n_vocab: int, ending: Ending | None = None) -> None:
+    def __init__(
+        self, matcher: llguidance.LLMatcher, n_vocab: int, vocab: Ending, *, end_in_budget: bool
+    ) -> None:
         self.matcher = matcher
         self._n_vocab = n_vocab
         self._bitmask = llguidance.numpy.allocate_token_bitmask(1, n_vocab)
-        self._ending = ending
+        self._vocab = vocab
+        self._ending = vocab if end_in_budget else None
         self._quotes = _Quotes()
         self._path: list[int] | None = None  # an ending, found `_since` tokens ago
         self._since = _REFRESH
         self._longest = 0  # the longest ending found so far
         self._following: list[int] = []
-        self.closing = False  # the reply is being ended early to fit its budget
+        self._closing = False  # an ending is being written to close the reply within its budget
+        self._whole = False  # the reply was ended where it was whole, as more would not fit
 
     def forced(self, remaining: int) -> int | None:
         """The token this step writes without sampling (already consumed), or None to sample."""
@@ -209,13 +266,26 @@ class TokenMask:
             return None
         if self._since and (self._since >= _REFRESH or self._near_end(remaining)):
             self._refresh()
-        if self._path is not None and len(self._path) > remaining:  # cannot fit any more: end now
+        if self._path is not None and not _fits(self._path, remaining):  # cannot fit any more: end now
             return self._follow(self._path)
         return None
 
     def apply(self, logits: npt.NDArray[np.float32]) -> None:
         llguidance.numpy.fill_next_token_bitmask(self.matcher, self._bitmask)
         llguidance.numpy.apply_token_bitmask_inplace(logits, self._bitmask)
+        if self._quotes.number:
+            self._keep_finite(logits)
+
+    def _keep_finite(self, logits: npt.NDArray[np.float32]) -> None:
+        """Mask the tokens that would carry the number being written past a double's range. Without an
+        exponent, a number needs over 300 digits to get there; until then only tokens that bring
+        exponent digits are checked (free text, where every token is allowed, stays cheap)."""
+        number, vocab = self._quotes.number, self._vocab
+        short = b"e" not in number and b"E" not in number and len(number) + vocab.longest_head < _SAFE_DIGITS
+        candidates = vocab.exponents if short else vocab.numeric
+        for token in candidates[np.isfinite(logits[candidates])].tolist():
+            if not _finite(self._quotes.number + _number_head(self._vocab.pieces[token])):
+                logits[token] = -np.inf
 
     def accept(self, token: int, remaining: int) -> int:
         """Consume a sampled token, or the ending's first one if the sampled token would leave no
@@ -228,7 +298,7 @@ class TokenMask:
         if self._path is not None and self._since == 1 and self._near_end(remaining):
             previous = self._path
             self._refresh()
-            if self._path is None or len(self._path) > remaining - 1:
+            if self._path is None or not _fits(self._path, remaining - 1):
                 self.matcher.rollback(1)
                 self._quotes = before
                 return self._follow(previous)
@@ -245,13 +315,26 @@ class TokenMask:
             self._longest = max(self._longest, len(self._path))
 
     def _follow(self, path: list[int]) -> int:
-        self.closing = True
+        if path == [self._vocab.eos]:
+            self._whole = True
+        else:
+            self._closing = True
         self._following = path[1:]
         return self._consume(path[0])
+
+    def finish(self, *, eos: bool) -> FinishReason:
+        """Why the reply ended: at its end of turn (`eos`) or with its budget spent."""
+        if self._closing:
+            return "length"
+        if self._whole:
+            return "budget"
+        if eos or self.matcher.is_stopped():
+            return "eos"
+        return "budget" if self.matcher.is_accepting() else "length"
 
     def _consume(self, token: int) -> int:
         if not self.matcher.consume_token(token):
             raise GrammarError(self.matcher.get_error() or f"token {token} violates the grammar")
-        if self._ending is not None and token < len(self._ending.pieces):
-            self._quotes.feed(self._ending.pieces[token])
+        if token < len(self._vocab.pieces):
+            self._quotes.feed(self._vocab.pieces[token])
         return token

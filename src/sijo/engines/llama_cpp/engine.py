@@ -80,7 +80,8 @@ class LlamaCppEngine:
         params.n_threads = threads
         params.n_threads_batch = threads
         params.flash_attn_type = (
-            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if config.flash_attention
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+            if config.flash_attention
             else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         )
         ctx = llama_cpp.llama_init_from_model(model.model, params)
@@ -162,8 +163,12 @@ class LlamaCppEngine:
     def job(self, request: GenerationRequest) -> Job:
         mask = None
         if request.grammar is not None:
-            ending = self._endings() if request.end_in_budget else None
-            mask = TokenMask(self._grammars.matcher(request.grammar), self._n_vocab, ending)
+            mask = TokenMask(
+                self._grammars.matcher(request.grammar),
+                self._n_vocab,
+                self._endings(),
+                end_in_budget=request.end_in_budget,
+            )
         return Job(
             mask=mask,
             tokens=np.asarray(request.tokens, dtype=np.int32),

@@ -104,9 +104,11 @@ class PrefixStore:
             if entry.namespace != namespace:
                 continue
             length = common_prefix(entry.tokens, tokens)
-            if length and (best is None or length > best.length or (
-                length == best.length and entry.seq is not None and best.entry.seq is None
-            )):
+            if length and (
+                best is None
+                or length > best.length
+                or (length == best.length and entry.seq is not None and best.entry.seq is None)
+            ):
                 best = Match(entry, length)
         return best
 

@@ -23,7 +23,7 @@ import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
-from sijo.engines.base import Admission, GenerationChunk, GrammarError, KeepPoint, Sampling
+from sijo.engines.base import Admission, FinishReason, GenerationChunk, GrammarError, KeepPoint, Sampling
 from sijo.engines.llama_cpp.cells import CellLedger
 from sijo.engines.llama_cpp.constraint import TokenMask
 from sijo.engines.llama_cpp.kvstore import PrefixStore, SeqPool, Tokens
@@ -365,12 +365,13 @@ class Scheduler:
         self.stats.generated_tokens += 1
         produced = len(slot.generated)
         if llama_cpp.llama_vocab_is_eog(self._vocab, token):
-            closed = job.mask is not None and job.mask.closing
-            self._finish(slot, GenerationChunk(slot.text.flush(), 1, "length" if closed else "eos"))
+            finish: FinishReason = "eos" if job.mask is None else job.mask.finish(eos=True)
+            self._finish(slot, GenerationChunk(slot.text.flush(), 1, finish))
             return
         text = slot.text.feed(self._piece(token))
         if produced >= job.max_tokens:
-            self._finish(slot, GenerationChunk(text + slot.text.flush(), 1, "length"))
+            finish = "length" if job.mask is None else job.mask.finish(eos=False)
+            self._finish(slot, GenerationChunk(text + slot.text.flush(), 1, finish))
         elif job.tokens.shape[0] + produced >= self._window:
             self._finish(slot, GenerationChunk(text + slot.text.flush(), 1, "context_full"))
         else:
@@ -411,9 +412,9 @@ class Scheduler:
         self._active.remove(slot)
         llama_cpp.llama_sampler_free(slot.sampler)
         if keep and slot.pos > 0:
-            decoded = np.concatenate(
-                [slot.job.tokens, np.asarray(slot.generated, dtype=np.int32)]
-            )[: slot.pos]
+            decoded = np.concatenate([slot.job.tokens, np.asarray(slot.generated, dtype=np.int32)])[
+                : slot.pos
+            ]
             self.store.adopt(slot.job.namespace, decoded, slot.seq, self._leftover_ttl, self._slots_max)
         else:
             self.store.free_seq(slot.seq)

@@ -1,0 +1,70 @@
+"""Delivering a prepared message over HTTP, shared by the routes that run one (`messages.py` and the
+OpenAI compatibility layer, `openai.py`): garbage collection around large bodies, charging a stream's
+tokens when it ends, starting a stream before its 200, and cancelling work whose client left."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from contextlib import aclosing
+from typing import TypeVar
+
+from fastapi import Request
+
+from sijo.api.auth import Caller
+from sijo.api.body import INLINE_BYTES, ClientDisconnected, declared_length
+from sijo.protocol.events import MessageDeltaEvent, MessageStartEvent, StreamEvent
+from sijo.ratelimit import RateLimiter
+
+T = TypeVar("T")
+
+
+def parsing_may_be_long(request: Request) -> bool:
+    """A body that may take long to parse: larger than what is parsed inline, or of unknown size."""
+    declared = declared_length(request)
+    return declared is None or declared > INLINE_BYTES
+
+
+async def settled(
+    events: AsyncIterator[StreamEvent], limiter: RateLimiter, caller: Caller
+) -> AsyncGenerator[StreamEvent, None]:
+    """The stream, charging its output tokens to the caller's limits when it ends (or is left), and
+    giving back the prompt tokens read from the cache, which input-token limits do not count."""
+    output_tokens = cache_read = 0
+    try:
+        async for event in events:
+            if isinstance(event, MessageStartEvent):
+                cache_read = event.message.usage.cache_read_input_tokens
+            elif isinstance(event, MessageDeltaEvent):
+                output_tokens = event.usage.output_tokens
+            yield event
+    finally:
+        await limiter.settle(caller.rate_key, caller.limits, output_tokens, cache_read)
+
+
+async def started_with(first: T, rest: AsyncGenerator[T, None]) -> AsyncIterator[T]:
+    """`first` (already taken from `rest`, to start it before the response does), then the rest."""
+    async with aclosing(rest):
+        yield first
+        async for item in rest:
+            yield item
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Run `work`, cancelling it (and so its generation) if the client disconnects first."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, watcher):
+            if not pending.done():
+                pending.cancel()
+    if task.cancelled() or not task.done():
+        raise ClientDisconnected("while its message was generated")
+    return task.result()
+
+
+async def disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
