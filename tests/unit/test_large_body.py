@@ -68,7 +68,10 @@ def test_pieces_give_what_one_call_gives(body: dict[str, Any]) -> None:
         (b'{"model": "m", "messages": []} x', "request body: Invalid JSON: trailing characters"),
         (b'{"model": "m", "messages": [NaN]}', "messages.0: Input should be an object"),  # as one call says
         (b'{"model": "\\ud800", "messages": []}', "request body: Invalid JSON"),
-        (b'{"model": "m", "messages": [' + b"[" * 100_000 + b"]" * 100_000 + b"]}", "request body: Invalid JSON"),
+        (
+            b'{"model": "m", "messages": [' + b"[" * 100_000 + b"]" * 100_000 + b"]}",
+            "request body: Invalid JSON",
+        ),
         (b'[{"model": "m"}]', "request body: Input should be an object"),
         (b'{"model": "\xff"}', "request body: Invalid JSON: invalid UTF-8 at byte 11"),
     ],
@@ -114,8 +117,12 @@ def test_other_threads_run_while_a_large_body_is_validated() -> None:
     with the collector paused as the routes pause it, another thread waits a few milliseconds."""
     messages = [{"role": "user" if i % 2 == 0 else "assistant", "content": "hi"} for i in range(50_001)]
     raw = json.dumps({"model": "m", "messages": messages}).encode()
-    whole, _ = _longest_pause_of_another_thread(lambda: validate_body(raw, CountTokensParams))
-    assert whole > 0.02  # the stall this guards against: 0.06 to 0.6 s on the CPUs tried
+    # The stall this guards against: 0.06 to 0.6 s on the CPUs tried. Once, in a full-suite run, one
+    # measurement came out at 9 ms (not reproduced alone): the longest of three is the baseline.
+    whole = max(
+        _longest_pause_of_another_thread(lambda: validate_body(raw, CountTokensParams))[0] for _ in range(3)
+    )
+    assert whole > 0.02
 
     def in_pieces() -> None:
         with collection_paused(True):

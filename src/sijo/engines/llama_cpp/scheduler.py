@@ -381,7 +381,10 @@ class Scheduler:
         started = time.perf_counter()
         job = slot.job
         produced = len(slot.generated)
-        remaining = min(job.max_tokens - produced, self._window - int(job.tokens.shape[0]) - produced)
+        # An ending's end of turn costs no budget (`constraint._fits`), but the window must still hold
+        # the token that ends the turn: a reply that fills the window stops as `context_full`.
+        room = self._window - int(job.tokens.shape[0]) - produced - 1
+        remaining = min(job.max_tokens - produced, room)
         token = mask.forced(remaining)
         if token is None:
             raw = llama_cpp.llama_get_logits_ith(self._ctx, index)
