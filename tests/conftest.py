@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -10,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -45,7 +48,9 @@ async def client(engine: FakeEngine, settings: Settings) -> AsyncIterator[httpx.
     app = create_app(settings, engines={"default": engine})
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://sijo.localhost", headers=HEADERS) as c:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://sijo.localhost", headers=HEADERS
+        ) as c:
             yield c
 
 
@@ -111,6 +116,27 @@ def start_configured(tmp: Path, config: str, env: dict[str, str] | None = None) 
     path.write_text(config)
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("SIJO_", "ANTHROPIC_"))}
     return start_server(tmp, {**clean, **(env or {})}, "--config", str(path))
+
+
+TS = Path(__file__).parent / "e2e" / "ts"
+needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+
+
+def run_node(script: str, server: Server, package: str, timeout: float = 180) -> Any:
+    """Run `tests/e2e/ts/<script>` against `server` (ANTHROPIC_BASE_URL/KEY set, as a user would)
+    and return the one JSON object it prints; `package` is what `make test` must have installed."""
+    assert (TS / "node_modules" / package).is_dir(), "run `make test` to install it"
+    result = subprocess.run(
+        ["node", script],
+        cwd=TS,
+        env=server.env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 def stop_server(server: Server) -> None:

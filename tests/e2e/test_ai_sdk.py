@@ -4,32 +4,12 @@ Structure is asserted, never what the model says."""
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-from pathlib import Path
-
-import pytest
-
-from tests.conftest import Server
-
-TS = Path(__file__).parent / "ts"
+from tests.conftest import Server, needs_node, run_node
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+@needs_node
 def test_generate_stream_tool_and_object_with_the_ai_sdk(server: Server) -> None:
-    assert (TS / "node_modules" / "@ai-sdk" / "anthropic").is_dir(), "run `make test` to install it"
-    result = subprocess.run(
-        ["node", "ai_sdk.mjs"],
-        cwd=TS,
-        env=server.env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout)
+    out = run_node("ai_sdk.mjs", server, "@ai-sdk/anthropic")
     failed = {name: check for name, check in out.items() if not check["ok"]}
     assert not failed, failed
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import anthropic
 import httpx2
@@ -126,14 +126,14 @@ def test_the_tool_runner_falls_back_from_threads_by_itself(server: Server) -> No
     ran: list[str] = []
 
     @beta_tool
-    def get_weather(location: str) -> str:
-        """Get the current weather in a city.
+    def set_unit(unit: Literal["celsius", "fahrenheit"]) -> str:
+        """Set the temperature unit.
 
         Args:
-            location: The city, e.g. Seoul.
+            unit: The unit.
         """
-        ran.append(location)
-        return f"Sunny in {location}, 21°C."
+        ran.append(unit)
+        return f"Unit set to {unit}."
 
     http_client = anthropic.DefaultHttpxClient(event_hooks={"request": [record]})
     client = anthropic.Anthropic(
@@ -142,10 +142,11 @@ def test_the_tool_runner_falls_back_from_threads_by_itself(server: Server) -> No
     runner = client.beta.messages.tool_runner(
         model=MODEL,
         max_tokens=60,
-        tools=[get_weather],
-        tool_choice={"type": "any"},  # every turn calls the tool, so the loop runs until max_iterations
+        tools=[set_unit],  # an enum argument: one call always fits the budget whole
+        # every turn calls the tool once, so the loop runs until max_iterations
+        tool_choice={"type": "any", "disable_parallel_tool_use": True},
         max_iterations=2,
-        messages=[{"role": "user", "content": "What's the weather in Seoul?"}],
+        messages=[{"role": "user", "content": "Use celsius."}],
     )
     replies = list(runner)
     assert len(replies) == 2 and all(reply.stop_reason == "tool_use" for reply in replies)

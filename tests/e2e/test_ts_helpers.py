@@ -3,26 +3,12 @@ API's way, so it falls back by itself), the stream helper and `beta.messages.par
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-from pathlib import Path
-
-import pytest
-
-from tests.conftest import Server
-
-TS = Path(__file__).parent / "ts"
+from tests.conftest import Server, needs_node, run_node
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+@needs_node
 def test_tool_runner_stream_and_parse_helpers(server: Server) -> None:
-    assert (TS / "node_modules" / "@anthropic-ai" / "sdk").is_dir(), "run `make test` to install it"
-    result = subprocess.run(
-        ["node", "helpers.mjs"], cwd=TS, env=server.env(), capture_output=True, text=True, timeout=180, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout)
+    out = run_node("helpers.mjs", server, "@anthropic-ai/sdk")
     # the runner ran the forced tool with valid input, then sent its result back for a second turn
     assert out["ran"] and all(call["unit"] in {"celsius", "fahrenheit"} for call in out["ran"])
     assert out["turns"][0]["stop_reason"] == "tool_use" and "tool_use" in out["turns"][0]["types"]

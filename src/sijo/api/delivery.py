@@ -14,7 +14,9 @@ from fastapi import Request
 from sijo.api.auth import Caller
 from sijo.api.body import INLINE_BYTES, ClientDisconnected, declared_length
 from sijo.protocol.events import MessageDeltaEvent, MessageStartEvent, StreamEvent
-from sijo.ratelimit import RateLimiter
+from sijo.protocol.message import Message
+from sijo.ratelimit import RateLimiter, RateLimitState
+from sijo.service import MessagesService, PreparedMessage
 
 T = TypeVar("T")
 
@@ -68,3 +70,31 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
 async def disconnected(request: Request) -> None:
     while (await request.receive())["type"] != "http.disconnect":
         pass
+
+
+async def started_stream(
+    service: MessagesService, prepared: PreparedMessage, limiter: RateLimiter, caller: Caller
+) -> AsyncIterator[StreamEvent]:
+    """The reply's events, settled with the limiter when they end. The engine admits the request as
+    the stream starts: it is started here, before the 200 goes out, so that a request it cannot take
+    is refused with a 529 rather than an SSE error."""
+    events = settled(service.stream(prepared), limiter, caller)
+    first = await anext(events)
+    return started_with(first, events)
+
+
+async def completed(
+    request: Request,
+    service: MessagesService,
+    prepared: PreparedMessage,
+    limiter: RateLimiter,
+    caller: Caller,
+) -> tuple[Message, RateLimitState]:
+    """The whole reply (cancelled if the client leaves first), its output charged to the caller's
+    limits and its cache reads given back; with the limits' state after that."""
+    message = await unless_disconnected(request, service.create(prepared))
+    usage = message.usage
+    state = await limiter.settle(
+        caller.rate_key, caller.limits, usage.output_tokens, usage.cache_read_input_tokens
+    )
+    return message, state

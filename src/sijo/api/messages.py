@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from sijo.api import sse
 from sijo.api.auth import Authenticated
 from sijo.api.body import parse_body
-from sijo.api.delivery import parsing_may_be_long, settled, started_with, unless_disconnected
+from sijo.api.delivery import completed, parsing_may_be_long, started_stream
 from sijo.api.deps import LimiterDep, ServiceDep, SettingsDep
 from sijo.api.errors import request_id
 from sijo.api.gc_pause import collection_paused
@@ -37,22 +37,13 @@ async def create_message(
     state = await limiter.admit(caller.rate_key, caller.limits, len(prepared.prompt.tokens))
     request.state.ratelimit_headers = state.headers()
     if stream:
-        events = settled(service.stream(prepared), limiter, caller)
-        # The engine admits the request as the stream starts: start it before the 200 goes out, so
-        # that a request it cannot take is refused with a 529 rather than an SSE error.
-        first = await anext(events)
+        events = await started_stream(service, prepared, limiter, caller)
         return StreamingResponse(
-            sse.frames(
-                sse.with_pings(started_with(first, events), settings.ping_interval), request_id(request)
-            ),
+            sse.frames(sse.with_pings(events, settings.ping_interval), request_id(request)),
             media_type="text/event-stream; charset=utf-8",
             headers={"cache-control": "no-cache"},
         )
-    message = await unless_disconnected(request, service.create(prepared))
-    usage = message.usage
-    state = await limiter.settle(
-        caller.rate_key, caller.limits, usage.output_tokens, usage.cache_read_input_tokens
-    )
+    message, state = await completed(request, service, prepared, limiter, caller)
     request.state.ratelimit_headers = state.headers()
     return JSONResponse(message.model_dump(mode="json"))
 

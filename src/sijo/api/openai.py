@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from sijo.api import sse
 from sijo.api.auth import Authenticator, Caller, presented_keys
 from sijo.api.body import INLINE_BYTES, read_body, validate_body
-from sijo.api.delivery import parsing_may_be_long, settled, started_with, unless_disconnected
+from sijo.api.delivery import completed, parsing_may_be_long, started_stream
 from sijo.api.deps import LimiterDep, ServiceDep, SettingsDep
 from sijo.api.errors import request_id
 from sijo.api.gc_pause import collection_paused
@@ -109,19 +109,13 @@ async def _complete(
     created = int(time.time())
     if stream:
         writer = ChunkWriter(created, include_usage=include_usage, legacy_functions=legacy)
-        events = settled(service.stream(prepared), limiter, caller)
-        first = await anext(events)  # admitted before the 200 goes out, as in messages.py
-        pinged = sse.with_pings(started_with(first, events), settings.ping_interval)
+        events = await started_stream(service, prepared, limiter, caller)  # as in messages.py
         return StreamingResponse(
-            _frames(pinged, writer),
+            _frames(sse.with_pings(events, settings.ping_interval), writer),
             media_type="text/event-stream; charset=utf-8",
             headers={"cache-control": "no-cache"},
         )
-    message = await unless_disconnected(request, service.create(prepared))
-    usage = message.usage
-    state = await limiter.settle(
-        caller.rate_key, caller.limits, usage.output_tokens, usage.cache_read_input_tokens
-    )
+    message, state = await completed(request, service, prepared, limiter, caller)
     request.state.ratelimit_headers = ratelimit_headers(state)
     completion = to_chat_completion(message, created, legacy_functions=legacy)
     return JSONResponse(completion.model_dump(mode="json"))
