@@ -36,7 +36,7 @@ const streamed = await check(async () => {
 const called = await check(async () => {
   const weather = tool({
     description: 'Current weather in a city.',
-    inputSchema: z.object({ city: z.string() }),
+    inputSchema: z.object({ city: z.string().max(20) }), // bounded: the call always fits its budget whole
   }); // no execute: the call is returned, not run
   const result = await generateText({
     ...common,
@@ -44,7 +44,7 @@ const called = await check(async () => {
     tools: { weather },
     toolChoice: { type: 'tool', toolName: 'weather' },
     providerOptions: { anthropic: { disableParallelToolUse: true } },
-    maxOutputTokens: 40,
+    maxOutputTokens: 60,
   });
   return {
     finishReason: result.finishReason,
@@ -55,9 +55,9 @@ const called = await check(async () => {
 const object = await check(async () => {
   const result = await generateObject({
     ...common,
-    schema: z.object({ name: z.string(), age: z.number().int() }),
+    schema: z.object({ name: z.string().max(20), age: z.number().int().min(0).max(150) }),
     prompt: 'Invent a person.',
-    maxOutputTokens: 40,
+    maxOutputTokens: 60,
   });
   return { object: result.object, finishReason: result.finishReason };
 });
