@@ -176,11 +176,7 @@ class MessagesService:
         return MessageTokensCount(input_tokens=len(rendered.prompt.tokens), context_management=original)
 
     async def create(self, prepared: PreparedMessage) -> Message:
-        message = await accumulate(self.stream(prepared))
-        if prepared.context_management is None:
-            return message
-        # The stream reports it beside the final `message_delta`, which the fold does not read.
-        return message.model_copy(update={"context_management": prepared.context_management})
+        return await accumulate(self.stream(prepared))
 
     async def stream(self, prepared: PreparedMessage) -> AsyncIterator[StreamEvent]:
         """The reply's events; whatever it consumed goes to the usage ledger, even if the client

@@ -29,7 +29,7 @@ from sijo.api.delivery import completed, parsing_may_be_long, started_stream
 from sijo.api.deps import LimiterDep, ServiceDep, SettingsDep
 from sijo.api.errors import request_id
 from sijo.api.gc_pause import collection_paused
-from sijo.api.openapi import request_body
+from sijo.api.openapi import answers, request_body
 from sijo.config import Settings
 from sijo.errors import ApiError, InternalServerError, NotFoundError, PromptTooLongError
 from sijo.openai_compat.reply import ChunkWriter, to_chat_completion
@@ -52,26 +52,14 @@ logger = logging.getLogger("sijo.api")
 OWNED_BY = "sijo"
 
 
-def openai_answers(
-    model: type[BaseModel], *, media_type: str | None = None, description: str = ""
-) -> dict[int | str, dict[str, object]]:
-    """A route's `responses` for OpenAI clients: `model`, or a stream, and OpenAI-shaped errors."""
-    success: dict[str, object] = {"description": description or "Success", "model": model}
-    if media_type is not None:
-        success["content"] = {media_type: {"schema": {"type": "string"}}}
-    failure = {"model": OpenAIErrorResponse}
-    return {
-        200: success,
-        "4XX": {**failure, "description": "The request was refused (see error.type)."},
-        "5XX": {**failure, "description": "Sijo failed, or is overloaded (529)."},
-    }
-
-
 @router.post(
     "/v1/chat/completions",
     openapi_extra=request_body(ChatCompletionCreateParams),
-    responses=openai_answers(
-        ChatCompletion, media_type="text/event-stream", description="A chat completion, or its chunks"
+    responses=answers(
+        ChatCompletion,
+        media_type="text/event-stream",
+        description="A chat completion, or its chunks",
+        error=OpenAIErrorResponse,
     ),
 )
 async def create_chat_completion(

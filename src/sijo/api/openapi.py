@@ -51,15 +51,20 @@ def request_body(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def answers(
-    model: type[BaseModel] | None, *, media_type: str | None = None, description: str = ""
+    model: type[BaseModel] | None,
+    *,
+    media_type: str | None = None,
+    description: str = "",
+    error: type[BaseModel] | None = None,
 ) -> dict[int | str, dict[str, Any]]:
-    """A route's `responses`: 200 with a `model` (JSON) or a `media_type` (a stream), and the errors."""
+    """A route's `responses`: 200 with a `model` (JSON) or a `media_type` (a stream), and the errors
+    (`error`: their body, the API's `ErrorResponse` unless a route answers in another shape)."""
     success: dict[str, Any] = {"description": description or "Success"}
     if model is not None:
         success["model"] = model
     if media_type is not None:
         success["content"] = {media_type: {"schema": {"type": "string"}}}
-    failure = {"model": ErrorResponse}
+    failure = {"model": error or ErrorResponse}
     return {
         200: success,
         "4XX": {**failure, "description": "The request was refused (see error.type)."},

@@ -48,7 +48,10 @@ class Accumulator:
         elif isinstance(event, MessageDeltaEvent):
             totals = {key: value for key, value in event.usage if value is not None}
             usage = message.usage.model_copy(update=totals)
-            self.message = message.model_copy(update=event.delta.model_dump() | {"usage": usage})
+            update = event.delta.model_dump() | {"usage": usage}
+            if event.context_management is not None:  # beside the delta, as the beta SDKs read it
+                update["context_management"] = event.context_management
+            self.message = message.model_copy(update=update)
 
     def _delta(self, message: Message, event: ContentBlockDeltaEvent) -> None:
         delta = event.delta
