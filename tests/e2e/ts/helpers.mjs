@@ -60,7 +60,7 @@ const parsed = await client.beta.messages.parse({
   messages: [{ role: 'user', content: 'Give a city and its population.' }],
   output_format: betaJSONSchemaOutputFormat({
     type: 'object',
-    properties: { city: { type: 'string', maxLength: 20 }, population: { type: 'integer' } },
+    properties: { city: { type: 'string', maxLength: 20 }, population: { type: 'integer', minimum: 0, maximum: 100000000 } },
     required: ['city', 'population'],
     additionalProperties: false,
   }),
