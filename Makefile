@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# MODEL=path/to/model.gguf MMPROJ=path/to/mmproj.gguf: serve another GGUF (and its projector)
 
 .PHONY: serve test install install-test lint typecheck clean
 
@@ -35,7 +36,7 @@ install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test tests/e2e/ts/node_modules/.installed
 
 serve: install
-	$(BIN)/sijo serve --host $(HOST) --port $(PORT)
+	$(BIN)/sijo serve --host $(HOST) --port $(PORT) $(if $(MODEL),--model $(MODEL)) $(if $(MMPROJ),--mmproj $(MMPROJ))
 
 test: install-test
 	$(BIN)/ruff check src tests bench

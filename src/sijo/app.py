@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sijo.api import admin, batches, errors, messages, models, openai, openapi, status
+from sijo.api import admin, batches, errors, files, messages, models, openai, openapi, status
 from sijo.api.auth import Authenticator
 from sijo.api.browser import BrowserAccessMiddleware
 from sijo.api.hosts import HostCheckMiddleware
@@ -23,12 +23,15 @@ from sijo.config import Settings
 from sijo.engines.base import Engine
 from sijo.errors import InternalServerError
 from sijo.ids import new_id
+from sijo.media.fetch import FetchPolicy
+from sijo.prompt.attachments import StoredBytes
 from sijo.prompt_cache import PromptCache
 from sijo.ratelimit import RateLimiter, rate_limiter
-from sijo.service import MessagesService
+from sijo.service import FileSource, MessagesService
 from sijo.signing import ThinkingSigner, load_or_create_secret
 from sijo.store.batches import BatchStore
 from sijo.store.db import connect, migrate
+from sijo.store.files import FileStore
 from sijo.store.keys import KeyStore
 from sijo.store.ledger import UsageLedger
 
@@ -114,11 +117,19 @@ def create_app(
         state.keys = KeyStore(database)
         state.ledger = UsageLedger(database)
         state.batches = BatchStore(database)
+        state.files = FileStore(database, settings.data_dir / "files", clock)
         state.authenticator = Authenticator(
             state.keys, settings.api_keys, settings.admin_keys, settings.rate_limits, secret
         )
         state.limiter = limiter or rate_limiter(settings.redis_url)
-        state.service = MessagesService(catalog, signer, cache, state.ledger)
+        state.service = MessagesService(
+            catalog,
+            signer,
+            cache,
+            state.ledger,
+            files=_file_source(state.files),
+            fetch_policy=FetchPolicy.from_config(settings.media),
+        )
         state.clock = clock
         state.batch_worker = BatchWorker(
             state.batches, state.service, concurrency=_batch_concurrency(settings, loaded), clock=clock
@@ -147,6 +158,7 @@ def create_app(
     errors.install(app)
     app.include_router(messages.router)
     app.include_router(batches.router)
+    app.include_router(files.router)
     app.include_router(models.router)
     app.include_router(openai.router)
     app.include_router(admin.router)
@@ -161,3 +173,13 @@ def _batch_concurrency(settings: Settings, engines: Mapping[str, Engine]) -> int
     config = settings.engines.get("default")
     slots = config.slots if config is not None and "default" in engines else 2
     return max(1, slots - 1)
+
+
+def _file_source(files: FileStore) -> FileSource:
+    """Message sources read Files API files through the store, in the request's workspace."""
+
+    async def read(workspace: str, file_id: str) -> StoredBytes | None:
+        stored = await files.read(workspace, file_id)
+        return None if stored is None else StoredBytes(stored.data, stored.mime_type)
+
+    return read

@@ -1,8 +1,8 @@
 """The model catalogue: which ids (and aliases) are served, by which engine, and what each can do.
 
 `ModelInfo.capabilities` tells the truth about what works today: text, tools, structured outputs,
-thinking, effort and context editing (not compaction); not yet images, PDFs, citations, batches or
-server tools.
+thinking, effort, context editing (not compaction), batches, PDFs and citations on every model, and
+images on a model whose engine has a projector; not yet server tools.
 """
 
 from __future__ import annotations
@@ -26,15 +26,15 @@ from sijo.protocol.models import (
 _NO = Support(supported=False)
 _YES = Support(supported=True)
 CAPABILITIES = ModelCapabilities(
-    batch=_NO,
-    citations=_NO,
+    batch=_YES,
+    citations=_YES,
     code_execution=_NO,
     context_management=ContextManagementCapability(
         supported=True, clear_thinking_20251015=_YES, clear_tool_uses_20250919=_YES, compact_20260112=_NO
     ),
     effort=EffortCapability(supported=True, low=_YES, medium=_YES, high=_YES, max=_YES, xhigh=_YES),
     image_input=_NO,
-    pdf_input=_NO,
+    pdf_input=_YES,
     structured_outputs=_YES,
     thinking=ThinkingCapability(supported=True, types=ThinkingTypes(adaptive=_YES, enabled=_YES)),
 )
@@ -56,7 +56,9 @@ class ServedModel:
             created_at=self.config.created_at,
             max_input_tokens=self.engine.info.context_window,
             max_tokens=self.max_output_tokens,
-            capabilities=CAPABILITIES,
+            capabilities=CAPABILITIES.model_copy(
+                update={"image_input": Support(supported=self.engine.info.image_input)}
+            ),
         )
 
 

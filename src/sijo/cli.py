@@ -1,6 +1,6 @@
 """The `sijo` command.
 
-sijo serve [--host] [--port] [--model PATH] [--threads N] [--config FILE]
+sijo serve [--host] [--port] [--model PATH] [--mmproj PATH] [--threads N] [--config FILE]
 sijo keys create --name NAME [--workspace NAME] [--admin] [--rpm N] [--itpm N] [--otpm N]
 sijo keys list | sijo keys revoke ID_OR_NAME
 sijo usage [--days N]
@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to bind (default 127.0.0.1; others need API keys)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
     serve.add_argument("--model", type=Path, help="GGUF file for the default engine")
+    serve.add_argument(
+        "--mmproj", type=Path, help="multimodal projector GGUF for the default model (images, PDF pages)"
+    )
     serve.add_argument("--threads", type=int, help="CPU threads for the default engine")
     serve.add_argument("--config", type=Path, help="TOML settings file (see README)")
     serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
@@ -99,7 +102,12 @@ def serve(args: argparse.Namespace) -> int:
 
     try:
         settings = load_settings(
-            args.config, host=args.host, port=args.port, model_path=args.model, threads=args.threads
+            args.config,
+            host=args.host,
+            port=args.port,
+            model_path=args.model,
+            mmproj=args.mmproj,
+            threads=args.threads,
         )
     except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
         print(f"sijo: invalid configuration: {exc}", file=sys.stderr)

@@ -44,6 +44,11 @@ class EngineConfig(BaseModel):
         default=None,
         description="GGUF file to load; unset means the embedded SmolLM2-135M-Instruct Q4_1.",
     )
+    mmproj: Path | None = Field(
+        default=None,
+        description="A multimodal projector GGUF for the model (as llama-server's --mmproj): with it "
+        "the model reads images and PDF pages as images; without it image blocks get a 400.",
+    )
     chat_template: Path | None = Field(
         default=None,
         description=(
@@ -204,6 +209,44 @@ class BatchConfig(BaseModel):
     max_bytes: int = Field(default=256 * 1024 * 1024, ge=1, description="Largest batch creation body.")
 
 
+class MediaConfig(BaseModel):
+    """Images and documents given by URL: what Sijo may fetch, and how much."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fetch_allow: list[str] = Field(
+        default_factory=list,
+        description="Hosts or networks (names, IP addresses, CIDRs such as 10.0.0.0/8) that URL "
+        "sources may reach even though they are loopback, private, link-local or metadata addresses.",
+    )
+    fetch_deny: list[str] = Field(
+        default_factory=list,
+        description="Hosts or networks (names, IP addresses, CIDRs) that URL sources may never reach.",
+    )
+    fetch_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds a URL source may take to fetch, redirects included."
+    )
+    fetch_max_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1, description="Largest body a URL source may have."
+    )
+    fetch_max_redirects: int = Field(default=5, ge=0, description="Redirects a URL fetch follows.")
+
+
+class FilesConfig(BaseModel):
+    """The Files API (reference §13)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_file_bytes: int = Field(
+        default=500 * 1024 * 1024, ge=1, description="Largest file one upload may carry (the API's 500 MB)."
+    )
+    workspace_quota_bytes: int = Field(
+        default=100 * 1024**3,
+        ge=1,
+        description="Total bytes of files one workspace may hold (the API's 100 GB per organization).",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SIJO_", extra="forbid")
 
@@ -262,6 +305,8 @@ class Settings(BaseSettings):
         "prices); ids without one are left out of it.",
     )
     batches: BatchConfig = Field(default_factory=BatchConfig, description="Message Batches.")
+    media: MediaConfig = Field(default_factory=MediaConfig, description="URL image and document sources.")
+    files: FilesConfig = Field(default_factory=FilesConfig, description="The Files API.")
     ping_interval: float = Field(
         default=10.0, gt=0, description="Seconds of stream silence before a `ping` event is sent."
     )
@@ -310,6 +355,7 @@ def load_settings(
     host: str | None = None,
     port: int | None = None,
     model_path: Path | None = None,
+    mmproj: Path | None = None,
     threads: int | None = None,
 ) -> Settings:
     """Defaults < the TOML file < the environment (`SIJO_*`) < the arguments (CLI flags)."""
@@ -321,9 +367,9 @@ def load_settings(
     data |= from_env.model_dump(include=from_env.model_fields_set)
     data |= {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = Settings(**data)
-    if model_path is not None or threads is not None:
+    if model_path is not None or mmproj is not None or threads is not None:
         default = settings.engines.get("default", EngineConfig())
-        changes = {"path": model_path, "threads": threads}
+        changes = {"path": model_path, "mmproj": mmproj, "threads": threads}
         default = default.model_copy(update={k: v for k, v in changes.items() if v is not None})
         settings.engines["default"] = default
     return settings

@@ -6,12 +6,14 @@ API's rules for combining `tools`, `tool_choice`, `thinking`, `output_config` ch
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sijo.errors import InvalidRequestError
 from sijo.json_schema import check_json_schema, check_schema
+from sijo.output.citations import citations_grammar
 from sijo.output.grammar import CallSpec, calls_grammar, json_grammar
+from sijo.prompt.documents import Passage
 from sijo.protocol.params import CountTokensParams, MessageCreateParams
 from sijo.protocol.reasoning import Display, Effort, ThinkingAdaptive, ThinkingEnabled
 from sijo.protocol.tools import (
@@ -41,6 +43,24 @@ class ReplyPlan:
     grammar: str | None = None  # the answer's grammar (after any thinking)
     thinking: ThinkingPlan | None = None
     relaxed_grammar: str | None = field(default=None, compare=False)  # non-strict schemas left open
+    passages: tuple[Passage, ...] = ()  # what the answer may cite (its grammar allows only these)
+
+
+def with_citations(
+    plan: ReplyPlan, params: MessageCreateParams | CountTokensParams, passages: tuple[Passage, ...]
+) -> ReplyPlan:
+    """The plan for a request whose documents have citations on: a text answer may cite their
+    passages. A reply that may call tools is left as it is (its grammar has no room for citations)."""
+    if not passages:
+        return plan
+    config_format = params.output_config.format if params.output_config is not None else None
+    if config_format is not None or params.output_format is not None:
+        raise InvalidRequestError(
+            "output_config.format: Citations are not supported together with structured outputs"
+        )
+    if plan.grammar is not None:
+        return plan
+    return replace(plan, grammar=citations_grammar([p.ref for p in passages]), passages=passages)
 
 
 def plan_reply(

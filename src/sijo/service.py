@@ -16,7 +16,7 @@ each edit that clears something renders the prompt once more, to measure what it
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -26,12 +26,15 @@ from sijo.catalog import Catalog, ServedModel
 from sijo.engines.base import Admission, FinishReason, GenerationRequest, GrammarError, KeepPoint, Sampling
 from sijo.errors import InvalidRequestError, PromptTooLongError, ThreadUnsupportedRequestError, shown
 from sijo.ids import new_id
+from sijo.media.fetch import FetchPolicy
 from sijo.output.accumulate import accumulate
 from sijo.output.assembler import MessageAssembler
+from sijo.output.citations import CitingParser
 from sijo.output.grammar import thinking_grammar
 from sijo.output.reply import ReplyParser, ThinkingStream
 from sijo.output.stops import StopMatcher
 from sijo.prompt import markup
+from sijo.prompt.attachments import Attachments, StoredBytes, load_attachments
 from sijo.prompt.context_edits import apply_edits, checked_edits
 from sijo.prompt.conversation import Conversation, to_conversation
 from sijo.prompt.template import ChatTemplate, Prompt, Segment, tokenize
@@ -41,7 +44,7 @@ from sijo.protocol.events import MessageDeltaEvent, StreamEvent
 from sijo.protocol.message import CacheCreation, Message, MessageTokensCount, StopReason, Usage
 from sijo.protocol.params import NOT_YET_SUPPORTED, CountTokensParams, MessageCreateParams, MessageParam
 from sijo.protocol.reasoning import ThinkingAdaptive, ThinkingEnabled
-from sijo.reply_plan import ReplyPlan, custom_tools, plan_reply
+from sijo.reply_plan import ReplyPlan, custom_tools, plan_reply, with_citations
 from sijo.signing import ThinkingSigner
 from sijo.store.ledger import UsageLedger
 from sijo.usage import UsageRecord
@@ -55,6 +58,10 @@ _STOP_REASONS: dict[FinishReason, StopReason] = {
 
 
 _PLAIN = ReplyPlan()
+
+
+# Reads a Files API file: (workspace, file id) → its bytes and type, or None if there is none.
+FileSource = Callable[[str, str], Awaitable[StoredBytes | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,9 +121,14 @@ class MessagesService:
         signer: ThinkingSigner,
         cache: PromptCache | None = None,
         ledger: UsageLedger | None = None,
+        *,
+        files: FileSource | None = None,
+        fetch_policy: FetchPolicy | None = None,
     ) -> None:
         self.catalog = catalog
         self.ledger = ledger
+        self.files = files
+        self.fetch_policy = fetch_policy
         self.signer = signer
         self.cache = cache if cache is not None else PromptCache()
         self._templates: dict[int, ChatTemplate] = {}
@@ -142,7 +154,7 @@ class MessagesService:
                 f"max_tokens: {params.max_tokens} > {served.max_output_tokens}, which is the "
                 f"maximum allowed number of output tokens for {params.model}"
             )
-        rendered = await self._render(served, params)
+        rendered = await self._render(served, params, workspace)
         plan = await self._compile(served, rendered.plan, params)
         sampling = Sampling(
             temperature=1.0 if params.temperature is None else params.temperature,
@@ -165,11 +177,11 @@ class MessagesService:
             context_management=rendered.context_management,
         )
 
-    async def count_tokens(self, params: CountTokensParams) -> MessageTokensCount:
+    async def count_tokens(self, params: CountTokensParams, workspace: str = "default") -> MessageTokensCount:
         _reject_unsupported(params)
         served = self.catalog.resolve(params.model)
         # The API counts a prompt over the window too: clients ask precisely to learn that it no longer fits.
-        rendered = await self._render(served, params, enforce_window=False)
+        rendered = await self._render(served, params, workspace, enforce_window=False)
         original = None
         if rendered.context_management is not None:
             original = CountTokensContextManagement(original_input_tokens=rendered.original_tokens)
@@ -273,6 +285,7 @@ class MessagesService:
             grammar=thinking_grammar(),
             background=prepared.batch,
             admission=prepared.admission,
+            images=prepared.prompt.images,
         )
         stream = ThinkingStream()
         finish: FinishReason = "length"
@@ -315,7 +328,9 @@ class MessagesService:
         result: list[tuple[StopReason, str | None]],
     ) -> AsyncGenerator[StreamEvent, None]:
         matcher = StopMatcher(list(prepared.stop_sequences))
-        parser = ReplyParser(assembler, calls=prepared.plan.calls)
+        parser: ReplyParser | CitingParser = ReplyParser(assembler, calls=prepared.plan.calls)
+        if prepared.plan.passages:
+            parser = CitingParser(assembler, {passage.ref: passage for passage in prepared.plan.passages})
         budget = prepared.max_tokens - progress.output_tokens
         request = GenerationRequest(
             tokens,
@@ -327,6 +342,7 @@ class MessagesService:
             end_in_budget=prepared.plan.grammar is not None,
             background=prepared.batch,
             admission=prepared.admission,
+            images=prepared.prompt.images,
         )
         stop_reason: StopReason = "end_turn"
         whole = True  # the reply ended where it was whole: its turn, or a budget with no room for more
@@ -363,18 +379,20 @@ class MessagesService:
         self,
         served: ServedModel,
         params: MessageCreateParams | CountTokensParams,
+        workspace: str,
         *,
         enforce_window: bool = True,
     ) -> _Rendered:
         """The prompt generation reads: the request's messages after its context edits, if any."""
+        attachments = await self._attachments(served, params, workspace)
         if params.context_management is None:
-            rendered = await self._render_messages(served, params, params.messages)
+            rendered = await self._render_messages(served, params, params.messages, attachments)
         else:
             thinking = isinstance(params.thinking, ThinkingEnabled | ThinkingAdaptive)
             edited = await apply_edits(
                 params.messages,
                 checked_edits(params.context_management, thinking=thinking),
-                render=lambda messages: self._render_messages(served, params, messages),
+                render=lambda messages: self._render_messages(served, params, messages, attachments),
                 size=lambda rendered: len(rendered.prompt.tokens),
             )
             applied = ContextManagementResponse(applied_edits=edited.applied)
@@ -386,20 +404,37 @@ class MessagesService:
             raise PromptTooLongError(len(rendered.prompt.tokens), window)
         return rendered
 
+    async def _attachments(
+        self, served: ServedModel, params: MessageCreateParams | CountTokensParams, workspace: str
+    ) -> Attachments:
+        files = self.files
+
+        async def read_file(file_id: str) -> StoredBytes | None:
+            return None if files is None else await files(workspace, file_id)
+
+        return await load_attachments(
+            params.messages,
+            read_file=read_file,
+            policy=self.fetch_policy,
+            read_images=served.engine.info.image_input,
+            model=params.model,
+        )
+
     async def _render_messages(
         self,
         served: ServedModel,
         params: MessageCreateParams | CountTokensParams,
         messages: list[MessageParam],
+        attachments: Attachments,
     ) -> _Rendered:
         # Off the event loop: a request of 50,000 messages takes seconds to lay out, and every
         # other request would wait for it. Tokenising yields to the loop as it goes.
-        layout = await asyncio.to_thread(self._layout, served, params, messages)
+        layout = await asyncio.to_thread(self._layout, served, params, messages, attachments)
         segments = layout.segments
         prompt = await tokenize(served.engine, segments)
         if layout.thinking and not segments[-1].text.endswith(markup.THINK_OPEN):
             opener = await served.engine.tokenize(markup.THINK_OPEN, special=False)
-            prompt = Prompt(prompt.tokens + tuple(opener), prompt.block_ends)
+            prompt = replace(prompt, tokens=prompt.tokens + tuple(opener))
         return _Rendered(prompt, layout.breakpoints, layout.plan, original_tokens=len(prompt.tokens))
 
     def _layout(
@@ -407,12 +442,15 @@ class MessagesService:
         served: ServedModel,
         params: MessageCreateParams | CountTokensParams,
         messages: list[MessageParam],
+        attachments: Attachments,
     ) -> _Layout:
         """The prompt's text segments, cache breakpoints and reply plan for `messages` (the request's,
         or those its context edits left), in pure CPU work."""
         tools = custom_tools(params)
         opener = self.signer.opener()
-        conversation = to_conversation(messages, params.system, tools=tools, open_signature=opener)
+        conversation = to_conversation(
+            messages, params.system, tools=tools, open_signature=opener, attachments=attachments
+        )
         plan = plan_reply(
             params,
             tools,
@@ -422,8 +460,11 @@ class MessagesService:
             force_tool_use=served.config.force_tool_use,
         )
         plan = _capped_thinking(plan, params, served.config.max_thinking_tokens)
+        plan = with_citations(plan, params, conversation.passages)
         template = self._template(served)
         thinking = plan.thinking is not None
+        if plan.passages:
+            conversation = conversation.with_instruction(markup.CITE_INSTRUCTION)
         if thinking and not template.native_reasoning:
             conversation = conversation.with_instruction(markup.THINKING_INSTRUCTION)
         points = breakpoints(conversation, params.cache_control)

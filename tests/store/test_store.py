@@ -18,7 +18,7 @@ from sijo.store.ledger import UsageLedger
 from sijo.usage import UsageRecord
 from tests.databases import KINDS, empty_database
 
-TABLES = {"alembic_version", "api_keys", "message_batch_requests", "message_batches", "usage", "workspaces"}
+TABLES = {"alembic_version", "api_keys", "files", "message_batch_requests", "message_batches", "usage", "workspaces"}
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 OWNER = Owner("wrkspc_a", "wrkspc_a", "apikey_a")
 LEASE = timedelta(seconds=15)

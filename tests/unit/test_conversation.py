@@ -1,6 +1,11 @@
+import hashlib
+
 import pytest
 
+from sijo.engines.base import Bitmap
 from sijo.errors import InvalidRequestError
+from sijo.prompt import markup
+from sijo.prompt.attachments import Attachments
 from sijo.prompt.conversation import Part, to_conversation
 from sijo.protocol.content import TextBlockParam
 from sijo.protocol.params import MessageParam
@@ -60,9 +65,21 @@ def test_empty_final_assistant_turn_is_allowed_and_ignored() -> None:
 
 
 def test_unsupported_block_types_are_named() -> None:
-    image = {"type": "image", "source": {"type": "url", "url": "http://x"}}
-    with pytest.raises(InvalidRequestError, match=r"^messages\.0\.content\.1\.type: .*'image'"):
-        to_conversation(msgs(("user", [{"type": "text", "text": "a"}, image])), None)
+    result = {"type": "search_result", "source": "s", "title": "t", "content": []}
+    with pytest.raises(InvalidRequestError, match=r"^messages\.0\.content\.1\.type: .*'search_result'"):
+        to_conversation(msgs(("user", [{"type": "text", "text": "a"}, result])), None)
+
+
+def test_an_image_block_is_a_mark_with_its_bitmap() -> None:
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}
+    bitmap = Bitmap(1, 1, b"\x00\x00\x00", "d" * 64)
+    attachments = Attachments(images={("base64", hashlib.sha256(b"AAAA").hexdigest()): bitmap})
+    conv = to_conversation(
+        msgs(("user", [{"type": "text", "text": "a"}, image])), None, attachments=attachments
+    )
+    part = conv.turns[0].parts[1]
+    assert (part.text, part.images, part.field) == (markup.IMAGE, (bitmap,), "messages.0.content.1")
+    assert conv.has_images
 
 
 def test_cache_control_is_carried_on_its_block() -> None:

@@ -54,10 +54,10 @@ async def create_message(
     responses=answers(MessageTokensCount),
 )
 async def count_tokens(
-    request: Request, _: Authenticated, service: ServiceDep, settings: SettingsDep
+    request: Request, caller: Authenticated, service: ServiceDep, settings: SettingsDep
 ) -> JSONResponse:
     with collection_paused(parsing_may_be_long(request)):
         params = await parse_body(request, CountTokensParams, settings.max_request_bytes)
-        count = await service.count_tokens(params)
+        count = await service.count_tokens(params, caller.workspace)
         del params
     return JSONResponse(count.model_dump(mode="json"))

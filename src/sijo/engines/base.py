@@ -24,6 +24,52 @@ class Sampling:
 
 
 @dataclass(frozen=True, slots=True)
+class Bitmap:
+    """An image as the engine reads it: decoded RGB pixels, row by row, 3 bytes a pixel.
+
+    `digest` names the pixels (a hash of the size and the RGB bytes, never of the encoded file), so
+    that the same picture sent as PNG, as JPEG of the same pixels or by URL is one image to the KV
+    cache, and two pictures that differ anywhere are two."""
+
+    width: int
+    height: int
+    rgb: bytes = field(repr=False)
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImageTokens:
+    """What one image costs in a prompt: `count` image positions (its embeddings), with any text
+    tokens the projector wraps it in (`before`, `after`, e.g. Gemma 3's `<start_of_image>`)."""
+
+    before: tuple[int, ...]
+    count: int
+    after: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ImageSpan:
+    """An image inside a prompt's tokens: positions [start, start + count) hold its embeddings;
+    the prompt's token ids there are `placeholders(bitmap.digest, count)`."""
+
+    start: int
+    count: int
+    bitmap: Bitmap
+
+
+def placeholders(digest: str, count: int) -> tuple[int, ...]:
+    """Token ids standing for an image's positions: negative (no vocabulary id is), and drawn from
+    the pixels' digest, so that prompts holding different images differ at the image's first
+    position and a prefix match never takes one image's cells for another's."""
+    words = [int(digest[i : i + 8], 16) & 0x7FFFFFFF for i in range(0, min(len(digest), 64), 8)] or [0]
+    return tuple(-1 - words[i % len(words)] for i in range(count))
+
+
+class ImageInputUnsupportedError(ValueError):
+    """The engine's model has no projector: it cannot read images."""
+
+
+@dataclass(frozen=True, slots=True)
 class KeepPoint:
     """Keep the KV cells of the prompt's first `length` tokens for `ttl` seconds (pushed back on use)."""
 
@@ -67,6 +113,7 @@ class GenerationRequest:
     end_in_budget: bool = False
     background: bool = False  # batch work: served after every waiting interactive request
     admission: Admission | None = None  # the place `Engine.admit` promised; None: checked on submit
+    images: tuple[ImageSpan, ...] = ()  # where `tokens` holds images (placeholders), in order
 
 
 # `end_in_budget` (with a grammar): the reply must complete its grammar within `max_tokens` (and the
@@ -104,6 +151,7 @@ class EngineInfo:
     eos_token: str
     bos_token_id: int
     add_bos: bool
+    image_input: bool = False  # a projector is loaded: `image_tokens` works
 
 
 class Engine(Protocol):
@@ -112,6 +160,11 @@ class Engine(Protocol):
 
     async def tokenize(self, text: str, *, special: bool) -> list[int]:
         """The model's own tokens for `text`; `special` parses control tokens such as `<|im_end|>`."""
+        ...
+
+    async def image_tokens(self, bitmap: Bitmap) -> ImageTokens:
+        """What `bitmap` costs in a prompt (exactly, as the projector will encode it); raises
+        `ImageInputUnsupportedError` when the model reads no images."""
         ...
 
     def admit(self) -> Admission:

@@ -6,7 +6,15 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncGenerator, Iterable
 
-from sijo.engines.base import Admission, EngineInfo, GenerationChunk, GenerationRequest
+from sijo.engines.base import (
+    Admission,
+    Bitmap,
+    EngineInfo,
+    GenerationChunk,
+    GenerationRequest,
+    ImageInputUnsupportedError,
+    ImageTokens,
+)
 from sijo.errors import OverloadedError
 
 CHATML = (
@@ -22,7 +30,12 @@ class FakeEngine:
     """Each reply is a list of pieces; every piece costs one token. Tokens are characters."""
 
     def __init__(
-        self, *, context_window: int = 4096, delay: float = 0.0, capacity: int | None = None
+        self,
+        *,
+        context_window: int = 4096,
+        delay: float = 0.0,
+        capacity: int | None = None,
+        image_tokens: int | None = None,
     ) -> None:
         self._info = EngineInfo(
             name="fake",
@@ -32,7 +45,9 @@ class FakeEngine:
             eos_token="<|im_end|>",
             bos_token_id=0,
             add_bos=False,
+            image_input=image_tokens is not None,
         )
+        self._image_tokens = image_tokens  # what every image costs; None: no images
         self._replies: deque[tuple[str, ...]] = deque()
         self.delay = delay
         self.capacity = capacity  # requests at once; None: unbounded
@@ -51,6 +66,11 @@ class FakeEngine:
 
     async def tokenize(self, text: str, *, special: bool) -> list[int]:  # noqa: ARG002
         return [ord(ch) for ch in text]
+
+    async def image_tokens(self, bitmap: Bitmap) -> ImageTokens:  # noqa: ARG002
+        if self._image_tokens is None:
+            raise ImageInputUnsupportedError("the fake engine reads no images")
+        return ImageTokens((ord("["),), self._image_tokens, (ord("]"),))
 
     def admit(self) -> Admission:
         self._check_capacity()

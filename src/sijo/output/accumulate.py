@@ -12,6 +12,7 @@ from typing import Any
 import pydantic_core
 
 from sijo.protocol.events import (
+    CitationsDelta,
     ContentBlockDeltaEvent,
     ContentBlockStartEvent,
     ContentBlockStopEvent,
@@ -62,6 +63,8 @@ class Accumulator:
         def update(block: ContentBlock) -> ContentBlock:
             if isinstance(block, TextBlock) and isinstance(delta, TextDelta):
                 return block.model_copy(update={"text": block.text + delta.text})
+            if isinstance(block, TextBlock) and isinstance(delta, CitationsDelta):
+                return block.model_copy(update={"citations": [*(block.citations or []), delta.citation]})
             if isinstance(block, ThinkingBlock) and isinstance(delta, ThinkingDelta):
                 return block.model_copy(update={"thinking": block.thinking + delta.thinking})
             if isinstance(block, ThinkingBlock) and isinstance(delta, SignatureDelta):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 from sijo.protocol.events import (
+    CitationsDelta,
     ContentBlockDeltaEvent,
     ContentBlockStartEvent,
     ContentBlockStopEvent,
@@ -29,6 +30,7 @@ from sijo.protocol.message import (
     OutputTokensDetails,
     StopReason,
     TextBlock,
+    TextCitation,
     ThinkingBlock,
     ToolUseBlock,
     Usage,
@@ -63,6 +65,20 @@ class MessageAssembler:
             return []
         events = self._open_block("text")
         events.append(ContentBlockDeltaEvent(index=self._next_index, delta=TextDelta(text=text)))
+        return events
+
+    def cited_text(self, citations: list[TextCitation]) -> list[StreamEvent]:
+        """Open a text block of its own for text that cites `citations` (sent before its text, as the
+        API does); the next `text` after `close` opens a plain block again."""
+        events = self.close()
+        events.append(
+            ContentBlockStartEvent(index=self._next_index, content_block=TextBlock(text="", citations=[]))
+        )
+        self._open = "text"
+        events += [
+            ContentBlockDeltaEvent(index=self._next_index, delta=CitationsDelta(citation=citation))
+            for citation in citations
+        ]
         return events
 
     def thinking(self, thinking: str) -> list[StreamEvent]:

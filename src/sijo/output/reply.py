@@ -83,7 +83,7 @@ class ReplyParser:
         if self._state == "text":
             found = buffer.find(_OPEN)
             if found < 0:  # hold back a possible start of a call, and whitespace that may precede one
-                safe = buffer[: len(buffer) - _partial_suffix(buffer, _OPEN)].rstrip()
+                safe = buffer[: len(buffer) - partial_suffix(buffer, _OPEN)].rstrip()
                 self._buffer = buffer[len(safe) :]
                 events = self._text(safe)
                 return events or None
@@ -101,7 +101,7 @@ class ReplyParser:
         if self._state == "arguments":
             end = buffer.find(_CALL_END)
             if end < 0:
-                keep = _partial_suffix(buffer, _CALL_END)
+                keep = partial_suffix(buffer, _CALL_END)
                 self._buffer = buffer[len(buffer) - keep :]
                 return self._tool_input(buffer[: len(buffer) - keep]) or None
             self._buffer = buffer[end + len(_CALL_END) :]
@@ -151,7 +151,7 @@ class ThinkingStream:
             buffer = buffer[:end].removesuffix("\n")
             self._held = ""
         else:
-            keep = max(_partial_suffix(buffer, self._END), _partial_suffix(buffer, markup.THINK_END))
+            keep = max(partial_suffix(buffer, self._END), partial_suffix(buffer, markup.THINK_END))
             self._held = buffer[len(buffer) - keep :]
             buffer = buffer[: len(buffer) - keep]
         self.text += buffer
@@ -184,7 +184,7 @@ def _is_json(text: str) -> bool:
     return True
 
 
-def _partial_suffix(buffer: str, marker: str) -> int:
+def partial_suffix(buffer: str, marker: str) -> int:
     """The length of the longest suffix of `buffer` that is a proper prefix of `marker`."""
     for size in range(min(len(marker) - 1, len(buffer)), 0, -1):
         if buffer.endswith(marker[:size]):

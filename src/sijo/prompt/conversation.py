@@ -20,10 +20,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from sijo.engines.base import Bitmap
 from sijo.errors import InvalidRequestError, shown
 from sijo.prompt import markup
+from sijo.prompt.attachments import Attachments
+from sijo.prompt.documents import Documents, Passage
 from sijo.protocol.content import (
     ContentBlockParam,
+    DocumentBlockParam,
+    ImageBlockParam,
     RedactedThinkingBlockParam,
     TextBlockParam,
     ThinkingBlockParam,
@@ -73,13 +78,17 @@ PartData = ToolSpec | ToolCall | ToolOutcome
 @dataclass(frozen=True, slots=True)
 class Part:
     """One wire content block: its text (in the generic markup for tool blocks), its index in prompt
-    order, its cache breakpoint if any, and for tool blocks what they are."""
+    order, its cache breakpoint if any, and for tool blocks what they are.
+
+    A block that holds images (an image, a PDF's pages, a tool result with a screenshot) has one
+    `markup.IMAGE` mark in its text where each of its `images` goes, in order."""
 
     text: str
     block: int | None  # None: Sijo's own scaffolding, not a wire block
     cache_ttl: Ttl | None = None
     field: str = ""  # where the block is in the request, for error messages
     data: PartData | None = None
+    images: tuple[Bitmap, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +106,7 @@ class Conversation:
     system: tuple[Part, ...]
     turns: tuple[Turn, ...]
     prefill: tuple[Part, ...] = ()
+    passages: tuple[Passage, ...] = ()  # what the reply may cite (documents with citations on)
 
     @property
     def system_text(self) -> str | None:
@@ -114,6 +124,10 @@ class Conversation:
         """Every block, in prompt order."""
         return [*self.system, *(p for turn in self.turns for p in turn.parts), *self.prefill]
 
+    @property
+    def has_images(self) -> bool:
+        return any(part.images for part in self.parts())
+
 
 def _refuse_signature(_signature: str) -> str:
     raise ValueError("no signer")
@@ -125,6 +139,7 @@ def to_conversation(
     *,
     tools: Sequence[CustomTool] = (),
     open_signature: SignatureOpener = _refuse_signature,
+    attachments: Attachments | None = None,
 ) -> Conversation:
     if not messages:
         raise InvalidRequestError("messages: at least one message is required")
@@ -133,14 +148,17 @@ def to_conversation(
     system_parts = _tool_parts(tools, blocks)
     system_parts += _system_parts(system, blocks) if system else []
     last = len(messages) - 1
-    reader = _BlockReader(blocks, open_signature)
+    documents = Documents(attachments or Attachments())
+    reader = _BlockReader(blocks, open_signature, documents)
     turns = _merge([_to_turn(i, message, i == last, reader) for i, message in enumerate(messages)])
     while turns and turns[0].role == "system":
         system_parts += turns.pop(0).parts
     prefill = _split_prefill(turns)
     if not turns:
         raise InvalidRequestError("messages: at least one user message is required")
-    return Conversation(system=tuple(system_parts), turns=tuple(turns), prefill=prefill)
+    return Conversation(
+        system=tuple(system_parts), turns=tuple(turns), prefill=prefill, passages=tuple(documents.passages)
+    )
 
 
 class _Numbering:
@@ -185,14 +203,46 @@ def _to_turn(index: int, message: MessageParam, is_final: bool, reader: _BlockRe
 class _BlockReader:
     """Wire blocks → parts: text as is, tool and thinking blocks in the generic markup."""
 
-    def __init__(self, blocks: _Numbering, open_signature: SignatureOpener) -> None:
+    def __init__(self, blocks: _Numbering, open_signature: SignatureOpener, documents: Documents) -> None:
         self.blocks = blocks
         self._open_signature = open_signature
+        self._documents = documents
 
     def part(self, field: str, role: str, block: ContentBlockParam, position: int) -> Part:
         ttl = (block.cache_control.ttl or "5m") if block.cache_control is not None else None
+        if isinstance(block, ImageBlockParam | DocumentBlockParam):
+            _require_role(field, block.type, role, "user")
+            text, images = self._documents.read(block, field)
+            return Part(text, self.blocks.take(), ttl, field, images=images)
+        if isinstance(block, ToolResultBlockParam):
+            _require_role(field, block.type, role, "user")
+            content, images = self._result(field, block)
+            outcome = ToolOutcome(block.tool_use_id, content, bool(block.is_error))
+            text = markup.tool_response_text(outcome.content, is_error=outcome.is_error)
+            return Part(text, self.blocks.take(), ttl, field, outcome, images)
         text, data = self._read(field, role, block, position)
         return Part(text, self.blocks.take(), ttl, field, data)
+
+    def _result(self, field: str, block: ToolResultBlockParam) -> tuple[str, tuple[Bitmap, ...]]:
+        """A tool result's content as text, with the images it holds marked where they are."""
+        if block.content is None or isinstance(block.content, str):
+            return block.content or "", ()
+        texts: list[str] = []
+        images: list[Bitmap] = []
+        for j, item in enumerate(block.content):
+            where = f"{field}.content.{j}"
+            if isinstance(item, TextBlockParam):
+                texts.append(_text_of(where, item))
+            elif isinstance(item, ImageBlockParam | DocumentBlockParam):
+                text, found = self._documents.read(item, where)
+                texts.append(text)
+                images += found
+            else:
+                raise InvalidRequestError(
+                    f"{where}.type: content blocks of type '{item.type}' are not supported in tool "
+                    "results by Sijo yet"
+                )
+        return "\n\n".join(texts), tuple(images)
 
     def _read(
         self, field: str, role: str, block: ContentBlockParam, position: int
@@ -204,10 +254,6 @@ class _BlockReader:
             separator = markup.CALL_SEPARATOR if position else ""
             call = ToolCall(block.id, block.name, block.input)
             return separator + markup.call_text(block.name, block.input), call
-        if isinstance(block, ToolResultBlockParam):
-            _require_role(field, block.type, role, "user")
-            outcome = ToolOutcome(block.tool_use_id, _result_text(field, block), bool(block.is_error))
-            return markup.tool_response_text(outcome.content, is_error=outcome.is_error), outcome
         if isinstance(block, ThinkingBlockParam | RedactedThinkingBlockParam):
             _require_role(field, block.type, role, "assistant")
             return markup.thinking_text(self._thinking(field, block)), None
@@ -242,20 +288,6 @@ def _text_of(field: str, block: TextBlockParam) -> str:
 def _require_role(field: str, kind: str, role: str, expected: str) -> None:
     if role != expected:
         raise InvalidRequestError(f"{field}: `{kind}` blocks can only be in `{expected}` messages")
-
-
-def _result_text(field: str, block: ToolResultBlockParam) -> str:
-    if block.content is None or isinstance(block.content, str):
-        return block.content or ""
-    texts: list[str] = []
-    for j, item in enumerate(block.content):
-        if not isinstance(item, TextBlockParam):
-            raise InvalidRequestError(
-                f"{field}.content.{j}.type: content blocks of type '{item.type}' are not supported "
-                "in tool results by Sijo yet"
-            )
-        texts.append(_text_of(f"{field}.content.{j}", item))
-    return "\n\n".join(texts)
 
 
 def _check_tool_pairing(messages: list[MessageParam]) -> None:

@@ -11,8 +11,12 @@ generated and replayed turns look alike to the model.
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 
+# Where an image goes in a block's text (`conversation.Part.images`). Random per process, so that no
+# client text can stand for an image.
+IMAGE = f"\x00sijo-image-{secrets.token_hex(8)}\x00"
 THINK_OPEN = "<think>\n"
 THINK_END = "</think>"  # ends the thinking the model writes
 THINK_CLOSE = "\n</think>\n\n"  # how a finished thinking block is written back into the prompt
@@ -36,6 +40,12 @@ TOOLS_FOOTER = (
 THINKING_INSTRUCTION = (
     "Before you answer, think the problem through step by step inside <think></think> tags; "
     "then write your answer after the closing </think> tag."
+)
+
+CITE_INSTRUCTION = (
+    "The documents show each passage with its reference in brackets, like [1.2]. When a sentence of "
+    'your answer rests on a passage, write that sentence as <cite ref="1.2">the sentence</cite>, '
+    "with the passage's reference."
 )
 
 

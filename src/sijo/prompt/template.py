@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from sijo.engines.base import Engine, EngineInfo
+from sijo.engines.base import Bitmap, Engine, EngineInfo, ImageInputUnsupportedError, ImageSpan, placeholders
 from sijo.errors import InvalidRequestError, shown
 from sijo.prompt import markup
 from sijo.prompt.conversation import Conversation, Part, ToolCall, ToolOutcome, ToolSpec, Turn
@@ -36,12 +36,14 @@ class Segment:
     text: str
     user_data: bool
     ends_block: int | None = None  # the block whose text ends with this segment
+    images: tuple[Bitmap, ...] = ()  # one for each `markup.IMAGE` mark in `text`, in order
 
 
 @dataclass(frozen=True, slots=True)
 class Prompt:
     tokens: tuple[int, ...]
     block_ends: dict[int, int]  # block index → tokens up to and including that block
+    images: tuple[ImageSpan, ...] = ()  # where `tokens` holds images, in order
 
 
 def _raise_exception(message: str) -> NoReturn:
@@ -85,6 +87,11 @@ class ChatTemplate:
         rendered = self._render(messages, rendering, extra)
         segments = _split(rendered, rendering)
         if segments is None:  # the template transformed a content: fall back to the plain text
+            if conversation.has_images:
+                raise InvalidRequestError(
+                    "messages: the model's chat template rewrites message contents, so it cannot be "
+                    "given images"
+                )
             plain = [{**m, "content": rendering.fill(m["content"])} for m in messages]
             segments = [Segment(self._render(plain, None, extra), user_data=False)]
         if conversation.prefill:
@@ -234,7 +241,7 @@ class _Content:
         for i, part in enumerate(self.parts):
             if i and self.joiner:
                 segments.append(Segment(self.joiner, user_data=True))
-            segments.append(Segment(part.text, user_data=True, ends_block=part.block))
+            segments.append(Segment(part.text, user_data=True, ends_block=part.block, images=part.images))
         return segments
 
 
@@ -267,9 +274,13 @@ async def tokenize(engine: Engine, segments: list[Segment]) -> Prompt:
     info = engine.info
     tokens: list[int] = []
     block_ends: dict[int, int] = {}
+    images: list[ImageSpan] = []
     pause_at = time.monotonic() + _SLICE_SECONDS
     for segment in segments:
-        tokens += await engine.tokenize(segment.text, special=not segment.user_data)
+        if segment.images:
+            await _with_images(engine, segment, tokens, images)
+        else:
+            tokens += await engine.tokenize(segment.text, special=not segment.user_data)
         if time.monotonic() >= pause_at:  # thousands of short segments: let other requests run
             await asyncio.sleep(0)
             pause_at = time.monotonic() + _SLICE_SECONDS
@@ -278,4 +289,23 @@ async def tokenize(engine: Engine, segments: list[Segment]) -> Prompt:
     if info.add_bos and (not tokens or tokens[0] != info.bos_token_id):
         tokens.insert(0, info.bos_token_id)
         block_ends = {block: end + 1 for block, end in block_ends.items()}
-    return Prompt(tuple(tokens), block_ends)
+        images = [replace(span, start=span.start + 1) for span in images]
+    return Prompt(tuple(tokens), block_ends, tuple(images))
+
+
+async def _with_images(engine: Engine, segment: Segment, tokens: list[int], images: list[ImageSpan]) -> None:
+    """Append a segment that holds images: its text between them, and each image's tokens."""
+    pieces = segment.text.split(markup.IMAGE)
+    assert len(pieces) == len(segment.images) + 1, "an image mark for each image"
+    for piece, bitmap in zip(pieces, (*segment.images, None), strict=True):
+        if piece:
+            tokens += await engine.tokenize(piece, special=not segment.user_data)
+        if bitmap is not None:
+            try:
+                cost = await engine.image_tokens(bitmap)
+            except ImageInputUnsupportedError as exc:
+                raise InvalidRequestError(f"messages: {exc}") from None
+            tokens += cost.before
+            images.append(ImageSpan(len(tokens), cost.count, bitmap))
+            tokens += placeholders(bitmap.digest, cost.count)
+            tokens += cost.after

@@ -28,16 +28,81 @@ class _OpaqueBlockParam(WireModel):
     cache_control: CacheControl | None = None
 
 
-class ImageBlockParam(_OpaqueBlockParam):
+class Base64ImageSource(WireModel):
+    type: Literal["base64"]
+    media_type: Literal["image/jpeg", "image/png", "image/gif", "image/webp"]
+    data: str
+
+
+class UrlImageSource(WireModel):
+    type: Literal["url"]
+    url: str
+
+
+class FileImageSource(WireModel):
+    type: Literal["file"]
+    file_id: str
+
+
+ImageSource = Annotated[Base64ImageSource | UrlImageSource | FileImageSource, Field(discriminator="type")]
+
+
+class ImageBlockParam(WireModel):
     type: Literal["image"]
+    source: ImageSource
+    cache_control: CacheControl | None = None
 
 
 class ToolReferenceBlockParam(_OpaqueBlockParam):
     type: Literal["tool_reference"]
 
 
-class DocumentBlockParam(_OpaqueBlockParam):
+class Base64PdfSource(WireModel):
+    type: Literal["base64"]
+    media_type: Literal["application/pdf"]
+    data: str
+
+
+class PlainTextSource(WireModel):
+    type: Literal["text"]
+    media_type: Literal["text/plain"]
+    data: str
+
+
+class ContentBlockSource(WireModel):
+    """A document made of blocks: each text block is a citable unit (`content_block_location`)."""
+
+    type: Literal["content"]
+    content: str | list[Annotated[TextBlockParam | ImageBlockParam, Field(discriminator="type")]]
+
+
+class UrlPdfSource(WireModel):
+    type: Literal["url"]
+    url: str
+
+
+class FileDocumentSource(WireModel):
+    type: Literal["file"]
+    file_id: str
+
+
+DocumentSource = Annotated[
+    Base64PdfSource | PlainTextSource | ContentBlockSource | UrlPdfSource | FileDocumentSource,
+    Field(discriminator="type"),
+]
+
+
+class CitationsConfigParam(WireModel):
+    enabled: bool | None = None
+
+
+class DocumentBlockParam(WireModel):
     type: Literal["document"]
+    source: DocumentSource
+    title: str | None = None
+    context: str | None = None
+    citations: CitationsConfigParam | None = None
+    cache_control: CacheControl | None = None
 
 
 class SearchResultBlockParam(_OpaqueBlockParam):

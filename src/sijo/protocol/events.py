@@ -8,7 +8,7 @@ from pydantic import Field
 
 from sijo.protocol.base import ResponseModel
 from sijo.protocol.context_management import ContextManagementResponse
-from sijo.protocol.message import ContentBlock, Message, OutputTokensDetails, StopReason
+from sijo.protocol.message import ContentBlock, Message, OutputTokensDetails, StopReason, TextCitation
 
 
 class MessageStartEvent(ResponseModel):
@@ -42,8 +42,13 @@ class SignatureDelta(ResponseModel):
     signature: str
 
 
+class CitationsDelta(ResponseModel):
+    type: Literal["citations_delta"] = "citations_delta"
+    citation: TextCitation
+
+
 BlockDelta = Annotated[
-    TextDelta | InputJsonDelta | ThinkingDelta | SignatureDelta, Field(discriminator="type")
+    TextDelta | InputJsonDelta | ThinkingDelta | SignatureDelta | CitationsDelta, Field(discriminator="type")
 ]
 
 

@@ -20,11 +20,52 @@ StopReason = Literal[
 ]
 
 
+class CitationCharLocation(ResponseModel):
+    """A span of a plain-text document: characters, 0-based, end exclusive."""
+
+    type: Literal["char_location"] = "char_location"
+    cited_text: str
+    document_index: int
+    document_title: str | None
+    start_char_index: int
+    end_char_index: int
+    file_id: str | None = None
+
+
+class CitationPageLocation(ResponseModel):
+    """Pages of a PDF: 1-based, end exclusive."""
+
+    type: Literal["page_location"] = "page_location"
+    cited_text: str
+    document_index: int
+    document_title: str | None
+    start_page_number: int
+    end_page_number: int
+    file_id: str | None = None
+
+
+class CitationContentBlockLocation(ResponseModel):
+    """Blocks of a content document: 0-based, end exclusive."""
+
+    type: Literal["content_block_location"] = "content_block_location"
+    cited_text: str
+    document_index: int
+    document_title: str | None
+    start_block_index: int
+    end_block_index: int
+    file_id: str | None = None
+
+
+TextCitation = Annotated[
+    CitationCharLocation | CitationPageLocation | CitationContentBlockLocation, Field(discriminator="type")
+]
+
+
 class TextBlock(ResponseModel):
     type: Literal["text"] = "text"
     text: str
     # The API omits `citations` on a block without any; clients (the Vercel AI SDK) reject `null`.
-    citations: list[dict[str, Any]] | None = Field(default=None, exclude_if=lambda value: value is None)
+    citations: list[TextCitation] | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class ToolCaller(ResponseModel):

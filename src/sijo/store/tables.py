@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -120,4 +121,20 @@ usage = Table(
     Column("cache_read_tokens", BigInteger, nullable=False),
     Column("thinking_tokens", BigInteger, nullable=False),
     Column("web_search_requests", Integer, nullable=False),
+)
+
+files = Table(
+    "files",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("workspace", String(64), nullable=False),  # the owner's namespace, as for batches
+    Column("filename", String(255), nullable=False),
+    Column("mime_type", String(255), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("downloadable", Boolean, nullable=False),  # produced by Sijo, not uploaded
+    Column("storage_key", String(200), nullable=False),  # the bytes' path under data_dir/files
+    Column("expires_at", UtcDateTime()),
+    Index("ix_files_workspace_created", "workspace", "created_at", "id"),
+    Index("ix_files_expires_at", "expires_at"),
 )

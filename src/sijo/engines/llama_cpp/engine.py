@@ -15,6 +15,7 @@ import os
 import re
 from collections import OrderedDict
 from collections.abc import AsyncGenerator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,25 +25,45 @@ from llama_cpp import _internals
 from llama_cpp._logger import set_verbose
 
 from sijo.config import EngineConfig
-from sijo.engines.base import Admission, EngineInfo, GenerationChunk, GenerationRequest
+from sijo.engines.base import (
+    Admission,
+    Bitmap,
+    EngineInfo,
+    GenerationChunk,
+    GenerationRequest,
+    ImageInputUnsupportedError,
+    ImageTokens,
+)
 from sijo.engines.llama_cpp.constraint import Ending, Grammars, TokenMask
 from sijo.engines.llama_cpp.cpu import extra_buffer_types_safe
 from sijo.engines.llama_cpp.model_file import ModelFileError, resolve_model_path
 from sijo.engines.llama_cpp.scheduler import EngineError, Job, Scheduler
+from sijo.engines.llama_cpp.vision import Projector
 
 __all__ = ["EngineError", "LlamaCppEngine"]
 
 
 class LlamaCppEngine:
-    def __init__(self, model: Any, ctx: Any, path: Path, config: EngineConfig, context_window: int) -> None:
+    def __init__(
+        self,
+        model: Any,
+        ctx: Any,
+        path: Path,
+        config: EngineConfig,
+        context_window: int,
+        projector: Projector | None = None,
+    ) -> None:
         self._model = model
+        self._projector = projector
         self._ctx = ctx
         self._vocab = model.vocab
         self._n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
         self._grammars = Grammars(self._vocab)
         self._ending: Ending | None = None
         self._tokenized: OrderedDict[tuple[bool, str], tuple[int, ...]] = OrderedDict()
-        self._info = self._read_info(path, context_window, config.chat_template)
+        self._info = replace(
+            self._read_info(path, context_window, config.chat_template), image_input=projector is not None
+        )
         kv_size = llama_cpp.llama_n_ctx(ctx)
         slots = self._slots = config.slots
         self._relay = _Relay()
@@ -61,6 +82,7 @@ class LlamaCppEngine:
             leftover_ttl=config.leftover_ttl,
             resident_budget=config.resident_prefix_tokens,
             after_step=self._relay.flush,
+            projector=projector,
         )
 
     @classmethod
@@ -88,7 +110,17 @@ class LlamaCppEngine:
         if not ctx:
             model.close()
             raise EngineError(f"llama.cpp could not create a context of {params.n_ctx} tokens")
-        return cls(model, ctx, path, config, context_window)
+        try:
+            projector = (
+                Projector.load(config.mmproj, model.model, threads, config.batch_size)
+                if config.mmproj
+                else None
+            )
+        except BaseException:
+            llama_cpp.llama_free(ctx)
+            model.close()
+            raise
+        return cls(model, ctx, path, config, context_window, projector)
 
     @property
     def info(self) -> EngineInfo:
@@ -139,6 +171,11 @@ class LlamaCppEngine:
         tokens: list[int] = self._model.tokenize(data, False, special)
         return tokens
 
+    async def image_tokens(self, bitmap: Bitmap) -> ImageTokens:
+        if self._projector is None:
+            raise ImageInputUnsupportedError(f"{self._info.name} has no projector (mmproj)")
+        return await asyncio.to_thread(self._projector.tokens, bitmap)
+
     def admit(self) -> Admission:
         return self.scheduler.admit()
 
@@ -179,6 +216,7 @@ class LlamaCppEngine:
             keep=tuple(sorted(request.keep, key=lambda point: point.length)),
             background=request.background,
             admitted=request.admission is not None,
+            images=request.images,
         )
 
     async def run(self, job: Job) -> AsyncGenerator[GenerationChunk, None]:
@@ -204,8 +242,11 @@ class LlamaCppEngine:
             self.scheduler.cancel(job)
 
     def stats(self) -> dict[str, int | float]:
+        projector = self._projector
         return {
             **self.scheduler.snapshot,
+            "images_encoded": projector.encoded if projector is not None else 0,
+            "image_encode_seconds": projector.encode_seconds if projector is not None else 0.0,
             "waiting": self.scheduler.waiting(),
             "admitted": self.scheduler.admitted(),
             "slots": self._slots,
@@ -219,6 +260,8 @@ class LlamaCppEngine:
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.scheduler.stop)
+        if self._projector is not None:
+            self._projector.close()
         llama_cpp.llama_free(self._ctx)
         self._model.close()
 

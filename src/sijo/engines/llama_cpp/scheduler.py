@@ -23,12 +23,21 @@ import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
-from sijo.engines.base import Admission, FinishReason, GenerationChunk, GrammarError, KeepPoint, Sampling
+from sijo.engines.base import (
+    Admission,
+    FinishReason,
+    GenerationChunk,
+    GrammarError,
+    ImageSpan,
+    KeepPoint,
+    Sampling,
+)
 from sijo.engines.llama_cpp.cells import CellLedger
 from sijo.engines.llama_cpp.constraint import TokenMask
 from sijo.engines.llama_cpp.kvstore import PrefixStore, SeqPool, Tokens
 from sijo.engines.llama_cpp.sampling import sampler_chain
 from sijo.engines.llama_cpp.text import Utf8Stream
+from sijo.engines.llama_cpp.vision import Projector, ProjectorError
 from sijo.errors import OverloadedError
 
 Emit = Callable[[GenerationChunk | BaseException], None]
@@ -53,6 +62,22 @@ class Job:
     reused: int = 0  # prompt tokens whose cells came from the prefix store
     background: bool = False  # batch work: waits behind every interactive request
     admitted: bool = False  # its request holds an admission: never refused for capacity
+    images: tuple[ImageSpan, ...] = ()  # prompt positions that hold images, in order
+
+    def image_at(self, position: int) -> ImageSpan | None:
+        return next((span for span in self.images if span.start == position), None)
+
+    def text_until(self, position: int) -> int:
+        """Where the run of text tokens from `position` ends: the next image, or the prompt's end."""
+        starts = [span.start for span in self.images if span.start >= position]
+        return min(starts) if starts else int(self.tokens.shape[0])
+
+    def outside_images(self, length: int) -> int:
+        """`length` moved back to an image's start if it falls inside that image."""
+        for span in self.images:
+            if span.start < length < span.start + span.count:
+                return span.start
+        return length
 
 
 @dataclass(eq=False, slots=True)
@@ -102,8 +127,10 @@ class Scheduler:
         resident_budget: int | None = None,
         after_step: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        projector: Projector | None = None,
     ) -> None:
         self._ctx = ctx
+        self._projector = projector
         self._vocab = vocab
         self._piece = piece
         self._memory = llama_cpp.llama_get_memory(ctx)
@@ -259,7 +286,7 @@ class Scheduler:
             self.store.shrink_to(self._kv_size - match.entry.length)
             self.store.restore(match.entry)
         if match is not None and match.entry.seq is not None:
-            shared = min(match.length, job.tokens.shape[0] - 1)
+            shared = job.outside_images(min(match.length, job.tokens.shape[0] - 1))
             if shared > 0:
                 llama_cpp.llama_memory_seq_cp(self._memory, match.entry.seq, seq, 0, shared)
                 self.ledger.copy(match.entry.seq, seq, shared)
@@ -271,10 +298,15 @@ class Scheduler:
 
     def _step(self) -> None:
         started = time.perf_counter()
+        self._decode_image()
         plan = self._plan()
         self.store.shrink_to(self._kv_size - sum(n for _, n in plan))
         while self.ledger.used() + sum(n for _, n in plan) > self._kv_size:
             plan = self._shed(plan)
+        if not plan:  # this step only decoded an image
+            self.stats.steps += 1
+            self.stats.step_seconds += time.perf_counter() - started
+            return
         outputs = self._fill(plan)
         decode_started = time.perf_counter()
         status = llama_cpp.llama_decode(self._ctx, self._batch)
@@ -302,15 +334,43 @@ class Scheduler:
         own = sum(slot.pos - slot.job.reused for slot in self._active)
         self.store.shrink_to(budget + shared + own, in_use)
 
+    def _decode_image(self) -> None:
+        """Decode the first image a prefilling slot has reached (one a step: an image is a prefill
+        chunk of its own, written from its embeddings, between the batches of text)."""
+        for slot in self._active:
+            span = slot.job.image_at(slot.pos) if slot.prefilling else None
+            if span is None:
+                continue
+            assert self._projector is not None, "images reach only an engine with a projector"
+            self.store.shrink_to(self._kv_size - span.count - len(self._active))
+            if self.ledger.used() + span.count > self._kv_size:
+                self._shed([(slot, span.count)])
+                return
+            decode_started = time.perf_counter()
+            try:
+                taken = self._projector.decode(self._ctx, span.bitmap, slot.pos, slot.seq, self._batch_size)
+            except ProjectorError as exc:  # fails this request only
+                slot.job.emit(EngineError(str(exc)))
+                self._release(slot, keep=False)
+                return
+            self.stats.decode_seconds += time.perf_counter() - decode_started
+            self.ledger.extend(slot.seq, taken)
+            self.stats.prompt_tokens += taken
+            slot.pos += taken
+            self._keep_reached(slot)
+            return
+
     def _plan(self) -> list[tuple[_Slot, int]]:
-        """(slot, tokens to decode) for this step: generating slots first, then one prefill chunk."""
+        """(slot, tokens to decode) for this step: generating slots first, then one prefill chunk
+        (which stops where an image starts: images are decoded on their own)."""
         plan = [(slot, 1) for slot in self._active if not slot.prefilling]
         budget = min(self._chunk, self._batch_size - len(plan))
         for slot in self._active:
             if slot.prefilling and budget > 0:
-                count = min(budget, slot.job.tokens.shape[0] - slot.pos)
-                plan.append((slot, count))
-                budget -= count
+                count = min(budget, slot.job.text_until(slot.pos) - slot.pos)
+                if count > 0:
+                    plan.append((slot, count))
+                    budget -= count
         return plan
 
     def _shed(self, plan: list[tuple[_Slot, int]]) -> list[tuple[_Slot, int]]:

@@ -1,0 +1,263 @@
+"""Attachments: every image and document of a request, loaded and decoded before the prompt is laid out.
+
+Sources are read once per request, in parallel where they are fetched: base64 data is decoded, a
+`url` is fetched under the operator's fetch policy (`media/fetch.py`), a `file` id is read from the
+Files API store of the request's workspace. Images become `Bitmap`s (decoded, checked and
+downscaled as the API does: `media/images.py`); PDFs become pages of text, and of pixels when the
+model reads images (`media/pdf.py`).
+
+What comes out is keyed by each source's content (`source_key`), not by where the block sits, so
+the same lookup serves the request as sent and as its context edits left it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sijo.engines.base import Bitmap
+from sijo.errors import InvalidRequestError
+from sijo.media import images, pdf
+from sijo.media.fetch import FetchPolicy, fetch
+from sijo.protocol.content import (
+    Base64ImageSource,
+    Base64PdfSource,
+    ContentBlockParam,
+    ContentBlockSource,
+    DocumentBlockParam,
+    FileDocumentSource,
+    FileImageSource,
+    ImageBlockParam,
+    ImageSource,
+    PlainTextSource,
+    ToolResultBlockParam,
+    ToolResultContentParam,
+    UrlImageSource,
+    UrlPdfSource,
+)
+from sijo.protocol.params import MessageParam
+
+PDF_MAX_BYTES = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBytes:
+    """A Files API file's content and declared type."""
+
+    data: bytes
+    mime_type: str
+
+
+# Reads a Files API file of the request's workspace: None if there is no such file.
+FileReader = Callable[[str], Awaitable[StoredBytes | None]]
+
+
+async def _no_files(_file_id: str) -> StoredBytes | None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a PDF (1-based `number`): its text, and its pixels when the model reads images."""
+
+    number: int
+    text: str
+    image: Bitmap | None
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedDocument:
+    """A `document` block's content: PDF pages, plain text, or content blocks (text or images)."""
+
+    kind: Literal["pdf", "text", "content"]
+    pages: tuple[Page, ...] = ()
+    text: str = ""
+    blocks: tuple[str | Bitmap, ...] = ()
+
+
+SourceKey = tuple[str, str]
+
+
+def source_key(source: ImageSource | Base64PdfSource | UrlPdfSource | FileDocumentSource) -> SourceKey:
+    """What identifies a source's content: the hash of inline data, the URL, or the file id."""
+    if isinstance(source, Base64ImageSource | Base64PdfSource):
+        return ("base64", hashlib.sha256(source.data.encode()).hexdigest())
+    if isinstance(source, UrlImageSource | UrlPdfSource):
+        return ("url", source.url)
+    return ("file", source.file_id)
+
+
+@dataclass(slots=True)
+class Attachments:
+    """The request's decoded images and loaded PDFs, by source."""
+
+    images: dict[SourceKey, Bitmap] = field(default_factory=dict)
+    documents: dict[SourceKey, LoadedDocument] = field(default_factory=dict)
+
+    def image(self, source: ImageSource, where: str) -> Bitmap:
+        bitmap = self.images.get(source_key(source))
+        if bitmap is None:  # a block that was not in the request as loaded: a bug, not the client's
+            raise InvalidRequestError(f"{where}.source: this image was not loaded")
+        return bitmap
+
+    def document(self, block: DocumentBlockParam, where: str) -> LoadedDocument:
+        source = block.source
+        if isinstance(source, PlainTextSource):
+            return LoadedDocument("text", text=source.data)
+        if isinstance(source, ContentBlockSource):
+            return LoadedDocument("content", blocks=self._content_blocks(source, where))
+        document = self.documents.get(source_key(source))
+        if document is None:
+            raise InvalidRequestError(f"{where}.source: this document was not loaded")
+        return document
+
+    def _content_blocks(self, source: ContentBlockSource, where: str) -> tuple[str | Bitmap, ...]:
+        if isinstance(source.content, str):
+            return (source.content,)
+        return tuple(
+            block.text
+            if not isinstance(block, ImageBlockParam)
+            else self.image(block.source, f"{where}.source.content.{j}")
+            for j, block in enumerate(source.content)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    where: str  # the block's field path
+    source: ImageSource | Base64PdfSource | UrlPdfSource | FileDocumentSource
+    kind: Literal["image", "pdf"]
+
+
+def _blocks(messages: list[MessageParam]) -> Iterator[tuple[str, ContentBlockParam | ToolResultContentParam]]:
+    for i, message in enumerate(messages):
+        if isinstance(message.content, str):
+            continue
+        for j, block in enumerate(message.content):
+            yield f"messages.{i}.content.{j}", block
+            if isinstance(block, ToolResultBlockParam) and isinstance(block.content, list):
+                for k, inner in enumerate(block.content):
+                    yield f"messages.{i}.content.{j}.content.{k}", inner
+
+
+def _sources(messages: list[MessageParam]) -> list[_Found]:
+    found: list[_Found] = []
+    for where, block in _blocks(messages):
+        if isinstance(block, ImageBlockParam):
+            found.append(_Found(where, block.source, "image"))
+        elif isinstance(block, DocumentBlockParam):
+            source = block.source
+            if isinstance(source, ContentBlockSource) and isinstance(source.content, list):
+                found += [
+                    _Found(f"{where}.source.content.{k}", inner.source, "image")
+                    for k, inner in enumerate(source.content)
+                    if isinstance(inner, ImageBlockParam)
+                ]
+            elif not isinstance(source, PlainTextSource | ContentBlockSource):
+                found.append(_Found(where, source, "pdf"))
+    return found
+
+
+def has_attachments(messages: list[MessageParam]) -> bool:
+    return bool(_sources(messages))
+
+
+async def load_attachments(
+    messages: list[MessageParam],
+    *,
+    read_file: FileReader = _no_files,
+    policy: FetchPolicy | None = None,
+    read_images: bool,
+    model: str,
+) -> Attachments:
+    """Load every image and PDF of `messages`. `read_images`: the model has a projector (else an
+    image block is the API's 400, and PDF pages are read as text only)."""
+    found = _sources(messages)
+    attachments = Attachments()
+    if not found:
+        return attachments
+    image_count = sum(1 for item in found if item.kind == "image")
+    if image_count and not read_images:
+        raise InvalidRequestError(f"{found[0].where}: {model} does not support image input")
+    images.check_image_count(image_count)
+    unique: dict[tuple[str, SourceKey], _Found] = {}
+    for item in found:
+        unique.setdefault((item.kind, source_key(item.source)), item)
+    loader = _Loader(read_file, policy, many=image_count > 20, render=read_images)
+    loaded = await asyncio.gather(*(loader.load(item) for item in unique.values()))
+    for (kind, key), value in zip(unique, loaded, strict=True):
+        if kind == "image":
+            assert isinstance(value, Bitmap)
+            attachments.images[key] = value
+        else:
+            assert isinstance(value, LoadedDocument)
+            attachments.documents[key] = value
+    # The API counts images and PDF pages together, each time a source is given.
+    pages = sum(
+        len(attachments.documents[source_key(item.source)].pages) for item in found if item.kind == "pdf"
+    )
+    images.check_image_count(image_count, pages)
+    return attachments
+
+
+@dataclass(frozen=True, slots=True)
+class _Loader:
+    read_file: FileReader
+    policy: FetchPolicy | None
+    many: bool
+    render: bool
+
+    async def load(self, item: _Found) -> Bitmap | LoadedDocument:
+        data, declared = await self._bytes(item)
+        if item.kind == "image":
+            return await asyncio.to_thread(
+                images.decode_image, data, media_type=declared, field=item.where, many=self.many
+            )
+        if isinstance(item.source, FileDocumentSource) and (declared or "").startswith("text/"):
+            try:
+                return LoadedDocument("text", text=data.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise InvalidRequestError(
+                    f"{item.where}.source.file_id: the text file is not UTF-8"
+                ) from None
+        if declared is not None and declared != "application/pdf":
+            raise InvalidRequestError(
+                f"{item.where}.source: a {declared} file cannot be a PDF document; documents given as "
+                "files or URLs must be PDFs (send text as a `text` source)"
+            )
+        if len(data) > PDF_MAX_BYTES:
+            raise InvalidRequestError(f"{item.where}.source: PDF exceeds 32 MB maximum: {len(data)} bytes")
+        read = await asyncio.to_thread(pdf.read_pdf, data, field=item.where, render=self.render)
+        return LoadedDocument("pdf", pages=tuple(Page(page.number, page.text, page.image) for page in read))
+
+    async def _bytes(self, item: _Found) -> tuple[bytes, str | None]:
+        """The source's bytes, and the media type the client declared (base64) or the file has."""
+        source = item.source
+        if isinstance(source, Base64ImageSource | Base64PdfSource):
+            if isinstance(source, Base64ImageSource):
+                images.check_base64_size(source.data, f"{item.where}.source.data")
+            return _base64(source.data, f"{item.where}.source.data"), source.media_type
+        if isinstance(source, UrlImageSource | UrlPdfSource):
+            if self.policy is None:
+                raise InvalidRequestError(f"{item.where}.source.url: URL sources are not enabled")
+            fetched = await fetch(source.url, self.policy, field=item.where)
+            return fetched.data, None
+        assert isinstance(source, FileImageSource | FileDocumentSource)
+        stored = await self.read_file(source.file_id)
+        if stored is None:
+            raise InvalidRequestError(f"{item.where}.source.file_id: File not found: {source.file_id}")
+        # An image file's bytes say what it is (`decode_image` sniffs them); a document file's type
+        # says whether it is a PDF or text.
+        return stored.data, (stored.mime_type if item.kind == "pdf" else None)
+
+
+def _base64(data: str, where: str) -> bytes:
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequestError(f"{where}: invalid base64 data") from None
