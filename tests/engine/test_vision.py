@@ -38,11 +38,12 @@ def bitmap(color: tuple[int, int, int], width: int = 40, height: int = 30) -> Bi
 async def prompt(
     engine: LlamaCppEngine, picture: Bitmap, question: str = "Describe this."
 ) -> tuple[tuple[int, ...], ImageSpan]:
-    cost = await engine.image_tokens(picture)
+    before, count, after = (await engine.image_tokens(picture)).pieces  # the test projector's layout
+    assert isinstance(before, tuple) and isinstance(count, int) and isinstance(after, tuple)
     tokens = await engine.tokenize("<|im_start|>user\n", special=True)
-    tokens += cost.before
-    span = ImageSpan(len(tokens), cost.count, picture)
-    tokens += placeholders(picture.digest, cost.count) + cost.after
+    tokens += before
+    span = ImageSpan(len(tokens), count, picture)
+    tokens += placeholders(picture.digest, count) + after
     tokens += await engine.tokenize(f"\n{question}<|im_end|>\n<|im_start|>assistant\n", special=True)
     return tuple(tokens), span
 

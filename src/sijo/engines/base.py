@@ -7,6 +7,7 @@ generation and frees what it held.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
@@ -39,28 +40,31 @@ class Bitmap:
 
 @dataclass(frozen=True, slots=True)
 class ImageTokens:
-    """What one image costs in a prompt: `count` image positions (its embeddings), with any text
-    tokens the projector wraps it in (`before`, `after`, e.g. Gemma 3's `<start_of_image>`)."""
+    """What one image costs in a prompt, in order: runs of text tokens the projector wraps or
+    separates its parts with (Gemma 3's `<start_of_image>`, a tiling model's slice markers), and
+    each part's count of image positions (its embeddings)."""
 
-    before: tuple[int, ...]
-    count: int
-    after: tuple[int, ...]
+    pieces: tuple[tuple[int, ...] | int, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class ImageSpan:
-    """An image inside a prompt's tokens: positions [start, start + count) hold its embeddings;
-    the prompt's token ids there are `placeholders(bitmap.digest, count)`."""
+    """A part of an image inside a prompt's tokens: positions [start, start + count) hold the
+    embeddings of part `part` of `bitmap`; the prompt's token ids there are
+    `placeholders(bitmap.digest, count, part)`."""
 
     start: int
     count: int
     bitmap: Bitmap
+    part: int = 0
 
 
-def placeholders(digest: str, count: int) -> tuple[int, ...]:
-    """Token ids standing for an image's positions: negative (no vocabulary id is), and drawn from
-    the pixels' digest, so that prompts holding different images differ at the image's first
+def placeholders(digest: str, count: int, part: int = 0) -> tuple[int, ...]:
+    """Token ids standing for an image part's positions: negative (no vocabulary id is), and drawn
+    from the pixels' digest, so that prompts holding different images differ at the image's first
     position and a prefix match never takes one image's cells for another's."""
+    if part:
+        digest = hashlib.sha256(f"{digest}:{part}".encode()).hexdigest()
     words = [int(digest[i : i + 8], 16) & 0x7FFFFFFF for i in range(0, min(len(digest), 64), 8)] or [0]
     return tuple(-1 - words[i % len(words)] for i in range(count))
 

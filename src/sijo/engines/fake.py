@@ -70,7 +70,7 @@ class FakeEngine:
     async def image_tokens(self, bitmap: Bitmap) -> ImageTokens:  # noqa: ARG002
         if self._image_tokens is None:
             raise ImageInputUnsupportedError("the fake engine reads no images")
-        return ImageTokens((ord("["),), self._image_tokens, (ord("]"),))
+        return ImageTokens(((ord("["),), self._image_tokens, (ord("]"),)))
 
     def admit(self) -> Admission:
         self._check_capacity()

@@ -295,17 +295,25 @@ async def tokenize(engine: Engine, segments: list[Segment]) -> Prompt:
 
 async def _with_images(engine: Engine, segment: Segment, tokens: list[int], images: list[ImageSpan]) -> None:
     """Append a segment that holds images: its text between them, and each image's tokens."""
-    pieces = segment.text.split(markup.IMAGE)
-    assert len(pieces) == len(segment.images) + 1, "an image mark for each image"
-    for piece, bitmap in zip(pieces, (*segment.images, None), strict=True):
-        if piece:
-            tokens += await engine.tokenize(piece, special=not segment.user_data)
+    texts = segment.text.split(markup.IMAGE)
+    assert len(texts) == len(segment.images) + 1, "an image mark for each image"
+    for text, bitmap in zip(texts, (*segment.images, None), strict=True):
+        if text:
+            tokens += await engine.tokenize(text, special=not segment.user_data)
         if bitmap is not None:
-            try:
-                cost = await engine.image_tokens(bitmap)
-            except ImageInputUnsupportedError as exc:
-                raise InvalidRequestError(f"messages: {exc}") from None
-            tokens += cost.before
-            images.append(ImageSpan(len(tokens), cost.count, bitmap))
-            tokens += placeholders(bitmap.digest, cost.count)
-            tokens += cost.after
+            await _image(engine, bitmap, tokens, images)
+
+
+async def _image(engine: Engine, bitmap: Bitmap, tokens: list[int], images: list[ImageSpan]) -> None:
+    try:
+        cost = await engine.image_tokens(bitmap)
+    except ImageInputUnsupportedError as exc:
+        raise InvalidRequestError(f"messages: {exc}") from None
+    part = 0
+    for piece in cost.pieces:
+        if isinstance(piece, int):
+            images.append(ImageSpan(len(tokens), piece, bitmap, part))
+            tokens += placeholders(bitmap.digest, piece, part)
+            part += 1
+        else:
+            tokens += piece

@@ -348,7 +348,7 @@ class Scheduler:
                 return
             decode_started = time.perf_counter()
             try:
-                taken = self._projector.decode(self._ctx, span.bitmap, slot.pos, slot.seq, self._batch_size)
+                taken = self._projector.decode(self._ctx, span, slot.seq, self._batch_size)
             except ProjectorError as exc:  # fails this request only
                 slot.job.emit(EngineError(str(exc)))
                 self._release(slot, keep=False)

@@ -29,7 +29,7 @@ import numpy.typing as npt
 from llama_cpp import mtmd_cpp
 from llama_cpp._logger import llama_log_callback
 
-from sijo.engines.base import Bitmap, ImageInputUnsupportedError, ImageTokens
+from sijo.engines.base import Bitmap, ImageInputUnsupportedError, ImageSpan, ImageTokens
 from sijo.engines.llama_cpp.model_file import ModelFileError
 
 _EMBEDDING_CACHE_BYTES = 256 * 1024 * 1024  # encoded images kept for reuse, most recent first
@@ -43,7 +43,7 @@ class ProjectorError(RuntimeError):
 @dataclass(frozen=True, slots=True)
 class _Tokenized:
     cost: ImageTokens
-    chunk: Any  # an owned mtmd_input_chunk (the image's), freed when dropped from the cache
+    chunks: tuple[Any, ...]  # owned mtmd_input_chunks, one per image part, freed when dropped
 
 
 class Projector:
@@ -53,7 +53,7 @@ class Projector:
         self._batch_size = batch_size
         self._lock = threading.Lock()
         self._chunks: OrderedDict[str, _Tokenized] = OrderedDict()
-        self._embeddings: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
+        self._embeddings: OrderedDict[tuple[str, int], npt.NDArray[np.float32]] = OrderedDict()
         self._embedding_bytes = 0
         self.encoded = 0  # images run through the vision encoder (for tests and operators)
         self.encode_seconds = 0.0
@@ -88,7 +88,7 @@ class Projector:
     def close(self) -> None:
         with self._lock:
             for item in self._chunks.values():
-                mtmd_cpp.mtmd_input_chunk_free(item.chunk)
+                _free(item)
             self._chunks.clear()
             self._embeddings.clear()
             mtmd_cpp.mtmd_free(self._mctx)
@@ -108,7 +108,7 @@ class Projector:
         self._chunks[bitmap.digest] = made
         while len(self._chunks) > _CHUNKS_KEPT:
             _, old = self._chunks.popitem(last=False)
-            mtmd_cpp.mtmd_input_chunk_free(old.chunk)
+            _free(old)
         return made
 
     def _tokenize(self, bitmap: Bitmap) -> _Tokenized:
@@ -131,77 +131,86 @@ class Projector:
             mtmd_cpp.mtmd_bitmap_free(handle)
 
     def _split(self, chunks: Any) -> _Tokenized:
-        """The chunks of one image: text before it, the image, text after it."""
-        before: list[int] = []
-        after: list[int] = []
-        image: Any = None
-        count = 0
-        for i in range(mtmd_cpp.mtmd_input_chunks_size(chunks)):
-            chunk = mtmd_cpp.mtmd_input_chunks_get(chunks, i)
-            kind = mtmd_cpp.mtmd_input_chunk_get_type(chunk)
-            if kind == mtmd_cpp.MTMD_INPUT_CHUNK_TYPE_TEXT:
-                (after if image is not None else before).extend(_text_tokens(chunk))
-            elif kind == mtmd_cpp.MTMD_INPUT_CHUNK_TYPE_IMAGE and image is None:
-                count = mtmd_cpp.mtmd_input_chunk_get_n_tokens(chunk)
-                if mtmd_cpp.mtmd_input_chunk_get_n_pos(chunk) != count:
-                    raise ProjectorError("the projector's image positions differ from its tokens")
-                # An image read with non-causal attention must fit one micro-batch: llama.cpp
-                # aborts the process otherwise.
-                if count > self._batch_size and mtmd_cpp.mtmd_decode_use_non_causal(self._mctx, chunk):
-                    raise ImageInputUnsupportedError(
-                        f"an image takes {count} positions, more than the engine's batch_size "
-                        f"({self._batch_size}); the operator must raise batch_size to read it"
-                    )
-                image = mtmd_cpp.mtmd_input_chunk_copy(chunk)
-            else:
-                raise ProjectorError("libmtmd made an unexpected chunk for one image")
-        if image is None:
+        """The chunks of one image, in order: text (wrapping or separating its parts) and parts."""
+        pieces: list[tuple[int, ...] | int] = []
+        parts: list[Any] = []
+        try:
+            for i in range(mtmd_cpp.mtmd_input_chunks_size(chunks)):
+                chunk = mtmd_cpp.mtmd_input_chunks_get(chunks, i)
+                kind = mtmd_cpp.mtmd_input_chunk_get_type(chunk)
+                if kind == mtmd_cpp.MTMD_INPUT_CHUNK_TYPE_TEXT:
+                    pieces.append(_text_tokens(chunk))
+                elif kind == mtmd_cpp.MTMD_INPUT_CHUNK_TYPE_IMAGE:
+                    pieces.append(self._positions(chunk))
+                    parts.append(mtmd_cpp.mtmd_input_chunk_copy(chunk))
+                else:
+                    raise ProjectorError("libmtmd made a chunk that is neither text nor image")
+        except BaseException:
+            for part in parts:
+                mtmd_cpp.mtmd_input_chunk_free(part)
+            raise
+        if not parts:
             raise ProjectorError("libmtmd made no image chunk")
-        return _Tokenized(ImageTokens(tuple(before), count, tuple(after)), image)
+        return _Tokenized(ImageTokens(tuple(pieces)), tuple(parts))
+
+    def _positions(self, chunk: Any) -> int:
+        count = int(mtmd_cpp.mtmd_input_chunk_get_n_tokens(chunk))
+        if mtmd_cpp.mtmd_input_chunk_get_n_pos(chunk) != count:
+            raise ProjectorError("the projector's image positions differ from its tokens")
+        # An image read with non-causal attention must fit one micro-batch: llama.cpp aborts the
+        # process otherwise.
+        if count > self._batch_size and mtmd_cpp.mtmd_decode_use_non_causal(self._mctx, chunk):
+            raise ImageInputUnsupportedError(
+                f"an image takes {count} positions, more than the engine's batch_size "
+                f"({self._batch_size}); the operator must raise batch_size to read it"
+            )
+        return count
 
     # --- encode and decode (the scheduler thread) ---------------------------------------------
 
-    def encode(self, bitmap: Bitmap) -> npt.NDArray[np.float32]:
-        """The image's embeddings (count x n_embd floats), from the cache or the vision encoder."""
+    def encode(self, bitmap: Bitmap, part: int) -> npt.NDArray[np.float32]:
+        """Part `part` of the image's embeddings (count x n_embd floats), from the cache or the
+        vision encoder."""
+        key = (bitmap.digest, part)
         with self._lock:
-            cached = self._embeddings.get(bitmap.digest)
+            cached = self._embeddings.get(key)
             if cached is not None:
-                self._embeddings.move_to_end(bitmap.digest)
+                self._embeddings.move_to_end(key)
                 return cached
-            tokenized = self._tokenized(bitmap)
+            chunk = self._tokenized(bitmap).chunks[part]
             started = time.perf_counter()
-            status = mtmd_cpp.mtmd_encode_chunk(self._mctx, tokenized.chunk)
+            status = mtmd_cpp.mtmd_encode_chunk(self._mctx, chunk)
             if status != 0:
                 raise ProjectorError(f"libmtmd could not encode the image (status {status})")
-            size = tokenized.cost.count * self._n_embd
-            output = mtmd_cpp.mtmd_get_output_embd(self._mctx)
+            size = int(mtmd_cpp.mtmd_input_chunk_get_n_tokens(chunk)) * self._n_embd
+            output = mtmd_cpp.mtmd_get_output_embd(self._mctx)  # overwritten by the next encode
             embeddings = np.ctypeslib.as_array(output, shape=(size,)).copy()
             self.encode_seconds += time.perf_counter() - started
             self.encoded += 1
-            self._remember(bitmap.digest, embeddings)
+            self._remember(key, embeddings)
             return embeddings
 
-    def _remember(self, digest: str, embeddings: npt.NDArray[np.float32]) -> None:
-        self._embeddings[digest] = embeddings
+    def _remember(self, key: tuple[str, int], embeddings: npt.NDArray[np.float32]) -> None:
+        self._embeddings[key] = embeddings
         self._embedding_bytes += embeddings.nbytes
         while self._embedding_bytes > _EMBEDDING_CACHE_BYTES and len(self._embeddings) > 1:
             _, old = self._embeddings.popitem(last=False)
             self._embedding_bytes -= old.nbytes
 
-    def decode(self, ctx: Any, bitmap: Bitmap, position: int, seq: int, batch_size: int) -> int:
-        """Decode the image's embeddings into sequence `seq` from `position`; returns the positions
-        it took. Non-causal attention inside the image (Gemma 3) is libmtmd's to switch."""
-        embeddings = self.encode(bitmap)
+    def decode(self, ctx: Any, span: ImageSpan, seq: int, batch_size: int) -> int:
+        """Decode the embeddings of `span` into sequence `seq` at its positions; returns the
+        positions it took. Non-causal attention inside the image (Gemma 3) is libmtmd's to switch."""
+        embeddings = self.encode(span.bitmap, span.part)
         with self._lock:
-            tokenized = self._tokenized(bitmap)
+            chunk = self._tokenized(span.bitmap).chunks[span.part]
             new_position = llama_cpp.llama_pos(0)
             pointer = embeddings.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
             status = mtmd_cpp.mtmd_helper_decode_image_chunk(
                 self._mctx,
                 ctx,
-                tokenized.chunk,
+                chunk,
                 pointer,
-                position,
+                span.start,
                 seq,
                 batch_size,
                 ctypes.byref(new_position),
@@ -210,10 +219,15 @@ class Projector:
             )
         if status != 0:
             raise ProjectorError(f"llama.cpp could not decode the image (status {status})")
-        return int(new_position.value) - position
+        return int(new_position.value) - span.start
 
 
-def _text_tokens(chunk: Any) -> list[int]:
+def _free(tokenized: _Tokenized) -> None:
+    for chunk in tokenized.chunks:
+        mtmd_cpp.mtmd_input_chunk_free(chunk)
+
+
+def _text_tokens(chunk: Any) -> tuple[int, ...]:
     size = ctypes.c_size_t(0)
     pointer = mtmd_cpp.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(size))
-    return [int(pointer[i]) for i in range(size.value)] if pointer else []
+    return tuple(int(pointer[i]) for i in range(size.value)) if pointer else ()
