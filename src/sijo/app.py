@@ -178,8 +178,11 @@ def _batch_concurrency(settings: Settings, engines: Mapping[str, Engine]) -> int
 def _file_source(files: FileStore) -> FileSource:
     """Message sources read Files API files through the store, in the request's workspace."""
 
-    async def read(workspace: str, file_id: str) -> StoredBytes | None:
+    async def read(workspace: str, file_id: str, max_bytes: int) -> StoredBytes | None:
+        record = await files.get(workspace, file_id)
+        if record is None or record.size_bytes > max_bytes:  # too large: not read at all
+            return None if record is None else StoredBytes(record.mime_type, record.size_bytes, None)
         stored = await files.read(workspace, file_id)
-        return None if stored is None else StoredBytes(stored.data, stored.mime_type)
+        return None if stored is None else StoredBytes(stored.mime_type, stored.size_bytes, stored.data)
 
     return read

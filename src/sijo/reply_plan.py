@@ -55,9 +55,8 @@ def with_citations(
         return plan
     config_format = params.output_config.format if params.output_config is not None else None
     if config_format is not None or params.output_format is not None:
-        raise InvalidRequestError(
-            "output_config.format: Citations are not supported together with structured outputs"
-        )
+        where = "output_config.format" if config_format is not None else "output_format"
+        raise InvalidRequestError(f"{where}: Citations are not supported together with structured outputs")
     if plan.grammar is not None:
         return plan
     return replace(plan, grammar=citations_grammar([p.ref for p in passages]), passages=passages)

@@ -60,8 +60,9 @@ _STOP_REASONS: dict[FinishReason, StopReason] = {
 _PLAIN = ReplyPlan()
 
 
-# Reads a Files API file: (workspace, file id) → its bytes and type, or None if there is none.
-FileSource = Callable[[str, str], Awaitable[StoredBytes | None]]
+# Reads a Files API file: (workspace, file id, max bytes) → the file (its bytes if it is at most
+# that long), or None if the workspace has no such file.
+FileSource = Callable[[str, str, int], Awaitable[StoredBytes | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,8 +410,8 @@ class MessagesService:
     ) -> Attachments:
         files = self.files
 
-        async def read_file(file_id: str) -> StoredBytes | None:
-            return None if files is None else await files(workspace, file_id)
+        async def read_file(file_id: str, max_bytes: int) -> StoredBytes | None:
+            return None if files is None else await files(workspace, file_id, max_bytes)
 
         return await load_attachments(
             params.messages,
@@ -461,6 +462,15 @@ class MessagesService:
         )
         plan = _capped_thinking(plan, params, served.config.max_thinking_tokens)
         plan = with_citations(plan, params, conversation.passages)
+        if conversation.passages and not plan.passages:  # a reply that may call tools cites nothing
+            conversation = to_conversation(
+                messages,
+                params.system,
+                tools=tools,
+                open_signature=opener,
+                attachments=attachments,
+                cite=False,
+            )
         template = self._template(served)
         thinking = plan.thinking is not None
         if plan.passages:

@@ -422,6 +422,17 @@ async def test_files_are_invisible_to_other_workspaces(api: Api) -> None:
         assert (await a.get(f"/v1/files/{file_id}")).status_code == 200  # b's delete did nothing
 
 
+async def test_a_message_cannot_use_another_workspaces_file(api: Api) -> None:
+    async with api.client("a") as a, api.client("b") as b, api.client("a2") as same:
+        file_id = (await upload(a, "notes.txt", b"Rivers flow to the sea.")).json()["id"]
+        document = {"type": "document", "source": {"type": "file", "file_id": file_id}}
+        body = {"model": "claude-sonnet-4-6", "messages": [{"role": "user", "content": [document]}]}
+        message = refused(await b.post("/v1/messages/count_tokens", json=body), 400, "invalid_request_error", "")
+        assert message == f"messages.0.content.0.source.file_id: File not found: {file_id}"
+        counted = await same.post("/v1/messages/count_tokens", json=body)
+        assert counted.status_code == 200, counted.text  # the same workspace reads it
+
+
 @pytest.mark.parametrize("file_id", ["nope", "file_", "file_" + "x" * 300, "file_abc%21", "msgbatch_01abc"])
 async def test_unknown_and_malformed_ids_are_404s(api: Api, file_id: str) -> None:
     async with api.client() as client:

@@ -123,16 +123,25 @@ async def test_a_model_without_a_projector_refuses_images(client: httpx.AsyncCli
     [
         (image_block(png((0, 0, 0)), "image/jpeg"), "messages.0.content.0", "does not match"),
         (image_block("not base64!"), "messages.0.content.0.source.data", "base64"),
-        (image_block(base64.b64encode(b"plain text, not an image").decode()), "messages.0.content.0", ""),
+        (
+            image_block(base64.b64encode(b"plain text, not an image").decode()),
+            "messages.0.content.0",
+            "Could not process image",
+        ),
         (
             {"type": "image", "source": {"type": "url", "url": "http://127.0.0.1:9/cat.png"}},
             "messages.0.content.0.source.url",
-            "",
+            "is loopback",
+        ),
+        (
+            {"type": "image", "source": {"type": "url", "url": "file:///etc/passwd"}},
+            "messages.0.content.0.source.url",
+            "only http and https",
         ),
         (
             {"type": "image", "source": {"type": "file", "file_id": "file_nope"}},
-            "messages.0.content.0",
-            "file_nope",
+            "messages.0.content.0.source.file_id",
+            "File not found: file_nope",
         ),
     ],
 )
@@ -287,3 +296,65 @@ async def test_openai_image_url_parts_are_images(client: httpx.AsyncClient, engi
     )
     assert refused.status_code == 400
     assert refused.json()["error"]["message"].startswith("messages.0.content.0"), refused.text
+
+
+def pdf_base64(*pages: str) -> str:
+    from fpdf import FPDF
+
+    document = FPDF()
+    document.set_font("helvetica", size=12)
+    for text in pages:
+        document.add_page()
+        document.multi_cell(0, 8, text)
+    return base64.b64encode(bytes(document.output())).decode()
+
+
+async def test_pdf_pages_are_cited_by_page(client: httpx.AsyncClient, engine: FakeEngine) -> None:
+    engine.enqueue(['<cite ref="1.3">', "ponds", "</cite>"])
+    document = {
+        "type": "document",
+        "source": {
+            "type": "base64",
+            "media_type": "application/pdf",
+            "data": pdf_base64("One. Two.", "Ponds."),
+        },
+        "title": "Park",
+        "citations": {"enabled": True},
+    }
+    response = await client.post("/v1/messages", json=body(document, {"type": "text", "text": "?"}))
+    assert response.status_code == 200, response.text
+    (citation,) = response.json()["content"][0]["citations"]
+    assert citation == {
+        "type": "page_location",
+        "cited_text": "Ponds.",
+        "document_index": 0,
+        "document_title": "Park",
+        "start_page_number": 2,
+        "end_page_number": 3,
+        "file_id": None,
+    }
+    assert len(engine.requests[-1].images) == 2  # the fake engine reads images: a page image each
+
+
+async def test_the_same_data_declared_twice_is_checked_twice(client: httpx.AsyncClient) -> None:
+    data = png((9, 9, 9))
+    response = await client.post(
+        "/v1/messages",
+        json=body(image_block(data), image_block(data, "image/jpeg"), {"type": "text", "text": "?"}),
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["message"].startswith("messages.0.content.1")
+
+
+async def test_citations_with_tools_are_shown_without_references(
+    client: httpx.AsyncClient, engine: FakeEngine
+) -> None:
+    engine.enqueue(["Fine."])
+    tools = [{"name": "look", "description": "Look", "input_schema": {"type": "object"}}]
+    response = await client.post(
+        "/v1/messages",
+        json=body(text_document("A fact. Another."), {"type": "text", "text": "?"}, tools=tools),
+    )
+    assert response.status_code == 200, response.text
+    prompt = "".join(chr(t) for t in engine.requests[-1].tokens if t > 0)
+    assert "A fact. Another." in prompt and "[1.1]" not in prompt

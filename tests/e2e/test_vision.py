@@ -194,13 +194,22 @@ def test_a_url_image_is_fetched_and_is_the_same_image(client: anthropic.Anthropi
 
 
 @pytest.mark.parametrize(
-    "path", ["http://10.0.0.7/cat.png", "http://169.254.169.254/latest/meta-data", "/away"]
+    ("path", "why"),
+    [
+        ("http://10.0.0.7/cat.png", "the address 10.0.0.7 is private"),
+        ("http://169.254.169.254/latest/meta-data", "cloud metadata"),
+        ("/away", "the address 10.1.2.3 is private"),  # a redirect from an allowed host
+    ],
 )
-def test_urls_to_private_addresses_are_refused(client: anthropic.Anthropic, pictures: str, path: str) -> None:
+def test_urls_to_private_addresses_are_refused(
+    client: anthropic.Anthropic, pictures: str, path: str, why: str
+) -> None:
     url = pictures + path if path.startswith("/") else path
     with pytest.raises(anthropic.BadRequestError) as refused:
         ask(client, {"type": "image", "source": {"type": "url", "url": url}})
-    assert "messages.0.content.0.source.url" in refused.value.message
+    message = refused.value.body["error"]["message"]  # type: ignore[index]
+    assert message.startswith("messages.0.content.0.source.url: Unable to download the file: ")
+    assert why in message
 
 
 def pdf(*pages: str) -> bytes:

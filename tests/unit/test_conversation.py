@@ -73,7 +73,7 @@ def test_unsupported_block_types_are_named() -> None:
 def test_an_image_block_is_a_mark_with_its_bitmap() -> None:
     image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}
     bitmap = Bitmap(1, 1, b"\x00\x00\x00", "d" * 64)
-    attachments = Attachments(images={("base64", hashlib.sha256(b"AAAA").hexdigest()): bitmap})
+    attachments = Attachments(images={("base64:image/png", hashlib.sha256(b"AAAA").hexdigest()): bitmap})
     conv = to_conversation(
         msgs(("user", [{"type": "text", "text": "a"}, image])), None, attachments=attachments
     )

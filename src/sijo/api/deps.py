@@ -13,6 +13,7 @@ from sijo.config import Settings
 from sijo.ratelimit import RateLimiter
 from sijo.service import MessagesService
 from sijo.store.batches import BatchStore
+from sijo.store.files import FileStore
 from sijo.store.keys import KeyStore
 from sijo.store.ledger import UsageLedger
 
@@ -32,3 +33,4 @@ BatchesDep = Annotated[BatchStore, Depends(_state("batches"))]
 WorkerDep = Annotated[BatchWorker, Depends(_state("batch_worker"))]
 LedgerDep = Annotated[UsageLedger, Depends(_state("ledger"))]
 ClockDep = Annotated[Callable[[], datetime], Depends(_state("clock"))]
+FilesDep = Annotated[FileStore, Depends(_state("files"))]

@@ -99,10 +99,15 @@ class CitingParser:
                 return events
             events += step
 
-    def flush(self, *, ended: bool = False) -> list[StreamEvent]:  # noqa: ARG002
-        """A claim cut short keeps its citation; a tag cut short is dropped."""
+    def flush(self, *, ended: bool = False) -> list[StreamEvent]:
+        """The end of generation. A claim cut short keeps its citation (what is held back of it can
+        only be the start of `</cite>`); text held back as a possible tag is text if the model ended
+        its turn there (the grammar allows a bare `<`), and dropped if a budget cut a tag short."""
         rest, self._buffer = self._buffer, ""
-        if not self._in_claim and (OPEN.startswith(rest) or rest.startswith(OPEN)):
+        if self._in_claim:
+            self._in_claim = False
+            return self._assembler.close()
+        if not ended and rest.startswith("<"):
             rest = ""
         return self._text(rest) + self._assembler.close()
 

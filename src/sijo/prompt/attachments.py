@@ -17,13 +17,14 @@ import base64
 import binascii
 import hashlib
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from sijo.engines.base import Bitmap
 from sijo.errors import InvalidRequestError
 from sijo.media import images, pdf
 from sijo.media.fetch import FetchPolicy, fetch
+from sijo.media.pdf import PdfPage
 from sijo.protocol.content import (
     Base64ImageSource,
     Base64PdfSource,
@@ -42,32 +43,28 @@ from sijo.protocol.content import (
 )
 from sijo.protocol.params import MessageParam
 
-PDF_MAX_BYTES = 32 * 1024 * 1024
-
 
 @dataclass(frozen=True, slots=True)
 class StoredBytes:
-    """A Files API file's content and declared type."""
+    """A Files API file's declared type and size, and its content unless it was over the size the
+    reader was asked for (then `data` is None and nothing was read)."""
 
-    data: bytes
     mime_type: str
+    size: int
+    data: bytes | None
 
 
-# Reads a Files API file of the request's workspace: None if there is no such file.
-FileReader = Callable[[str], Awaitable[StoredBytes | None]]
+# Reads a Files API file of the request's workspace, if it is at most `max_bytes` long: (file id,
+# max_bytes) → the file, or None if there is no such file.
+FileReader = Callable[[str, int], Awaitable[StoredBytes | None]]
 
 
-async def _no_files(_file_id: str) -> StoredBytes | None:
+async def _no_files(_file_id: str, _max_bytes: int) -> StoredBytes | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class Page:
-    """One page of a PDF (1-based `number`): its text, and its pixels when the model reads images."""
-
-    number: int
-    text: str
-    image: Bitmap | None
+IMAGE_FILE_MAX_BYTES = 5 * 1024 * 1024  # the API's per-image limit, for images given by file or URL
+_LOADS_AT_ONCE = 8  # sources fetched or decoded at the same time
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +72,7 @@ class LoadedDocument:
     """A `document` block's content: PDF pages, plain text, or content blocks (text or images)."""
 
     kind: Literal["pdf", "text", "content"]
-    pages: tuple[Page, ...] = ()
+    pages: tuple[PdfPage, ...] = ()
     text: str = ""
     blocks: tuple[str | Bitmap, ...] = ()
 
@@ -85,8 +82,8 @@ SourceKey = tuple[str, str]
 
 def source_key(source: ImageSource | Base64PdfSource | UrlPdfSource | FileDocumentSource) -> SourceKey:
     """What identifies a source's content: the hash of inline data, the URL, or the file id."""
-    if isinstance(source, Base64ImageSource | Base64PdfSource):
-        return ("base64", hashlib.sha256(source.data.encode()).hexdigest())
+    if isinstance(source, Base64ImageSource | Base64PdfSource):  # each declared type is checked
+        return (f"base64:{source.media_type}", hashlib.sha256(source.data.encode()).hexdigest())
     if isinstance(source, UrlImageSource | UrlPdfSource):
         return ("url", source.url)
     return ("file", source.file_id)
@@ -102,7 +99,7 @@ class Attachments:
     def image(self, source: ImageSource, where: str) -> Bitmap:
         bitmap = self.images.get(source_key(source))
         if bitmap is None:  # a block that was not in the request as loaded: a bug, not the client's
-            raise InvalidRequestError(f"{where}.source: this image was not loaded")
+            raise RuntimeError(f"{where}: an image that was not loaded")
         return bitmap
 
     def document(self, block: DocumentBlockParam, where: str) -> LoadedDocument:
@@ -113,7 +110,7 @@ class Attachments:
             return LoadedDocument("content", blocks=self._content_blocks(source, where))
         document = self.documents.get(source_key(source))
         if document is None:
-            raise InvalidRequestError(f"{where}.source: this document was not loaded")
+            raise RuntimeError(f"{where}: a document that was not loaded")
         return document
 
     def _content_blocks(self, source: ContentBlockSource, where: str) -> tuple[str | Bitmap, ...]:
@@ -163,10 +160,6 @@ def _sources(messages: list[MessageParam]) -> list[_Found]:
     return found
 
 
-def has_attachments(messages: list[MessageParam]) -> bool:
-    return bool(_sources(messages))
-
-
 async def load_attachments(
     messages: list[MessageParam],
     *,
@@ -181,16 +174,22 @@ async def load_attachments(
     attachments = Attachments()
     if not found:
         return attachments
-    image_count = sum(1 for item in found if item.kind == "image")
-    if image_count and not read_images:
-        raise InvalidRequestError(f"{found[0].where}: {model} does not support image input")
-    images.check_image_count(image_count)
+    pictures = [item for item in found if item.kind == "image"]
+    if pictures and not read_images:
+        raise InvalidRequestError(f"{pictures[0].where}: {model} does not support image input")
+    images.check_image_count(len(pictures))
     unique: dict[tuple[str, SourceKey], _Found] = {}
     for item in found:
         unique.setdefault((item.kind, source_key(item.source)), item)
-    loader = _Loader(read_file, policy, many=image_count > 20, render=read_images)
-    loaded = await asyncio.gather(*(loader.load(item) for item in unique.values()))
-    for (kind, key), value in zip(unique, loaded, strict=True):
+    loader = _Loader(read_file, policy, many=len(pictures) > images.MANY_IMAGES, render=read_images)
+    # A failed source cancels the others (the request is a 400 already); a few load at a time.
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(loader.load(item)) for item in unique.values()]
+    except ExceptionGroup as failed:  # the first source that failed says why
+        raise failed.exceptions[0] from None
+    for (kind, key), task in zip(unique, tasks, strict=True):
+        value = task.result()
         if kind == "image":
             assert isinstance(value, Bitmap)
             attachments.images[key] = value
@@ -198,46 +197,47 @@ async def load_attachments(
             assert isinstance(value, LoadedDocument)
             attachments.documents[key] = value
     # The API counts images and PDF pages together, each time a source is given.
-    pages = sum(
-        len(attachments.documents[source_key(item.source)].pages) for item in found if item.kind == "pdf"
-    )
-    images.check_image_count(image_count, pages)
+    pages = sum(len(attachments.documents[source_key(i.source)].pages) for i in found if i.kind == "pdf")
+    images.check_image_count(len(pictures), pages)
     return attachments
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Loader:
     read_file: FileReader
     policy: FetchPolicy | None
     many: bool
     render: bool
+    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(_LOADS_AT_ONCE))
 
     async def load(self, item: _Found) -> Bitmap | LoadedDocument:
-        data, declared = await self._bytes(item)
-        if item.kind == "image":
-            return await asyncio.to_thread(
-                images.decode_image, data, media_type=declared, field=item.where, many=self.many
-            )
+        async with self.slots:
+            data, declared = await self._bytes(item)
+            if item.kind == "image":
+                return await asyncio.to_thread(
+                    images.decode_image, data, media_type=declared, field=item.where, many=self.many
+                )
+            return await self._document(item, data, declared)
+
+    async def _document(self, item: _Found, data: bytes, declared: str | None) -> LoadedDocument:
         if isinstance(item.source, FileDocumentSource) and (declared or "").startswith("text/"):
             try:
                 return LoadedDocument("text", text=data.decode("utf-8"))
             except UnicodeDecodeError:
-                raise InvalidRequestError(
-                    f"{item.where}.source.file_id: the text file is not UTF-8"
-                ) from None
-        if declared is not None and declared != "application/pdf":
+                where = f"{item.where}.source.file_id"
+                raise InvalidRequestError(f"{where}: the text file is not UTF-8") from None
+        if declared not in (None, pdf.MEDIA_TYPE) and not data.startswith(b"%PDF-"):
             raise InvalidRequestError(
                 f"{item.where}.source: a {declared} file cannot be a PDF document; documents given as "
-                "files or URLs must be PDFs (send text as a `text` source)"
+                "files or URLs must be PDFs or, as files, plain text"
             )
-        if len(data) > PDF_MAX_BYTES:
-            raise InvalidRequestError(f"{item.where}.source: PDF exceeds 32 MB maximum: {len(data)} bytes")
         read = await asyncio.to_thread(pdf.read_pdf, data, field=item.where, render=self.render)
-        return LoadedDocument("pdf", pages=tuple(Page(page.number, page.text, page.image) for page in read))
+        return LoadedDocument("pdf", pages=tuple(read))
 
     async def _bytes(self, item: _Found) -> tuple[bytes, str | None]:
         """The source's bytes, and the media type the client declared (base64) or the file has."""
         source = item.source
+        limit = IMAGE_FILE_MAX_BYTES if item.kind == "image" else pdf.MAX_PDF_BYTES
         if isinstance(source, Base64ImageSource | Base64PdfSource):
             if isinstance(source, Base64ImageSource):
                 images.check_base64_size(source.data, f"{item.where}.source.data")
@@ -245,12 +245,18 @@ class _Loader:
         if isinstance(source, UrlImageSource | UrlPdfSource):
             if self.policy is None:
                 raise InvalidRequestError(f"{item.where}.source.url: URL sources are not enabled")
-            fetched = await fetch(source.url, self.policy, field=item.where)
+            policy = replace(self.policy, max_bytes=min(self.policy.max_bytes, limit))
+            fetched = await fetch(source.url, policy, field=item.where)
             return fetched.data, None
         assert isinstance(source, FileImageSource | FileDocumentSource)
-        stored = await self.read_file(source.file_id)
+        stored = await self.read_file(source.file_id, limit)
         if stored is None:
             raise InvalidRequestError(f"{item.where}.source.file_id: File not found: {source.file_id}")
+        if stored.data is None:
+            raise InvalidRequestError(
+                f"{item.where}.source.file_id: the file is {stored.size} bytes, more than the "
+                f"{limit} bytes an {item.kind} may have"
+            )
         # An image file's bytes say what it is (`decode_image` sniffs them); a document file's type
         # says whether it is a PDF or text.
         return stored.data, (stored.mime_type if item.kind == "pdf" else None)

@@ -140,6 +140,7 @@ def to_conversation(
     tools: Sequence[CustomTool] = (),
     open_signature: SignatureOpener = _refuse_signature,
     attachments: Attachments | None = None,
+    cite: bool = True,
 ) -> Conversation:
     if not messages:
         raise InvalidRequestError("messages: at least one message is required")
@@ -148,7 +149,7 @@ def to_conversation(
     system_parts = _tool_parts(tools, blocks)
     system_parts += _system_parts(system, blocks) if system else []
     last = len(messages) - 1
-    documents = Documents(attachments or Attachments())
+    documents = Documents(attachments or Attachments(), cite)
     reader = _BlockReader(blocks, open_signature, documents)
     turns = _merge([_to_turn(i, message, i == last, reader) for i, message in enumerate(messages)])
     while turns and turns[0].role == "system":

@@ -66,6 +66,7 @@ class Documents:
     """Reads a request's image and document blocks in prompt order, numbering the documents."""
 
     attachments: Attachments
+    cite: bool = True  # False: citations on or not, documents are shown without references
     count: int = 0
     passages: list[Passage] = field(default_factory=list)
     citing: bool | None = None  # whether the request's documents have citations on (all or none)
@@ -79,6 +80,7 @@ class Documents:
         loaded = self.attachments.document(block, where)
         cite = bool(block.citations and block.citations.enabled)
         self._check_citing(cite, where)
+        cite = cite and self.cite
         file_id = block.source.file_id if isinstance(block.source, FileDocumentSource) else None
         body, images = _Writer(self, index, block.title, file_id, cite).write(loaded)
         head = f'<document index="{index + 1}">\n'
@@ -104,6 +106,7 @@ class _Writer:
     file_id: str | None
     cite: bool
     images: list[Bitmap] = field(default_factory=list)
+    made: int = 0  # passages of this document so far
 
     def write(self, loaded: LoadedDocument) -> tuple[str, tuple[Bitmap, ...]]:
         if loaded.kind == "text":
@@ -142,7 +145,9 @@ class _Writer:
         return "\n".join(shown)
 
     def _passage(self, kind: LocationKind, start: int, end: int, cited: str) -> str:
-        passages = self.documents.passages
-        ref = f"{self.index + 1}.{sum(1 for p in passages if p.document_index == self.index) + 1}"
-        passages.append(Passage(ref, self.index, self.title, self.file_id, kind, start, end, cited))
+        self.made += 1
+        ref = f"{self.index + 1}.{self.made}"
+        self.documents.passages.append(
+            Passage(ref, self.index, self.title, self.file_id, kind, start, end, cited)
+        )
         return ref

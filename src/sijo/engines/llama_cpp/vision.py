@@ -33,7 +33,7 @@ from sijo.engines.base import Bitmap, ImageInputUnsupportedError, ImageSpan, Ima
 from sijo.engines.llama_cpp.model_file import ModelFileError
 
 _EMBEDDING_CACHE_BYTES = 256 * 1024 * 1024  # encoded images kept for reuse, most recent first
-_CHUNKS_KEPT = 64  # tokenized images (libmtmd chunks) kept for their encode
+_CHUNKS_KEPT = 16  # tokenized images (libmtmd chunks, preprocessed pixels) kept for their encode
 
 
 class ProjectorError(RuntimeError):
@@ -115,7 +115,7 @@ class Projector:
         pixels = (ctypes.c_uint8 * len(bitmap.rgb)).from_buffer_copy(bitmap.rgb)
         handle = mtmd_cpp.mtmd_bitmap_init(bitmap.width, bitmap.height, pixels)
         if not handle:
-            raise ProjectorError("libmtmd could not take the image's pixels")
+            raise ImageInputUnsupportedError("the projector could not take the image's pixels")
         chunks = mtmd_cpp.mtmd_input_chunks_init()
         try:
             mtmd_cpp.mtmd_bitmap_set_id(handle, bitmap.digest.encode())
@@ -124,7 +124,7 @@ class Projector:
             bitmaps = (mtmd_cpp.mtmd_bitmap_p_ctypes * 1)(handle)
             status = mtmd_cpp.mtmd_tokenize(self._mctx, chunks, ctypes.byref(text), bitmaps, 1)
             if status != 0:
-                raise ProjectorError(f"libmtmd could not tokenize the image (status {status})")
+                raise ImageInputUnsupportedError(f"the projector could not read the image (status {status})")
             return self._split(chunks)
         finally:
             mtmd_cpp.mtmd_input_chunks_free(chunks)
