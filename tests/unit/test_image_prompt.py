@@ -41,3 +41,17 @@ def test_placeholders_are_negative_and_differ_between_images() -> None:
     assert all(token < 0 for token in placeholders(one.digest, 40))
     assert placeholders(one.digest, 40) == placeholders(one.digest, 40)
     assert placeholders(one.digest, 1) != placeholders(other.digest, 1)  # the first position already differs
+
+
+def test_a_prefix_match_never_ends_inside_an_image() -> None:
+    import numpy as np
+
+    from sijo.engines.base import ImageSpan, Sampling
+    from sijo.engines.llama_cpp.scheduler import Job
+
+    picture = bitmap(b"xyz")
+    spans = (ImageSpan(4, 10, picture, 0), ImageSpan(20, 5, picture, 1))
+    job = Job(np.zeros(30, dtype=np.int32), 1, Sampling(), lambda _item: None, images=spans)
+    assert [job.outside_images(n) for n in (3, 4, 5, 13, 14, 15, 21, 25, 29)] == [3, 4, 4, 4, 14, 15, 20, 25, 29]
+    assert job.text_until(0) == 4 and job.text_until(14) == 20 and job.text_until(25) == 30
+    assert job.image_at(20) is spans[1] and job.image_at(21) is None
