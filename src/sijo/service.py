@@ -34,7 +34,7 @@ from sijo.output.grammar import thinking_grammar
 from sijo.output.reply import ReplyParser, ThinkingStream
 from sijo.output.stops import StopMatcher
 from sijo.prompt import markup
-from sijo.prompt.attachments import Attachments, StoredBytes, load_attachments
+from sijo.prompt.attachments import Attachments, DecodedImages, StoredBytes, load_attachments
 from sijo.prompt.context_edits import apply_edits, checked_edits
 from sijo.prompt.conversation import Conversation, to_conversation
 from sijo.prompt.template import ChatTemplate, Prompt, Segment, tokenize
@@ -130,6 +130,7 @@ class MessagesService:
         self.ledger = ledger
         self.files = files
         self.fetch_policy = fetch_policy
+        self._decoded = DecodedImages()
         self.signer = signer
         self.cache = cache if cache is not None else PromptCache()
         self._templates: dict[int, ChatTemplate] = {}
@@ -419,6 +420,7 @@ class MessagesService:
             policy=self.fetch_policy,
             read_images=served.engine.info.image_input,
             model=params.model,
+            decoded=self._decoded,
         )
 
     async def _render_messages(

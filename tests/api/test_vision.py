@@ -358,3 +358,31 @@ async def test_citations_with_tools_are_shown_without_references(
     assert response.status_code == 200, response.text
     prompt = "".join(chr(t) for t in engine.requests[-1].tokens if t > 0)
     assert "A fact. Another." in prompt and "[1.1]" not in prompt
+
+
+async def test_an_inline_image_sent_again_is_not_decoded_again(
+    client: httpx.AsyncClient, engine: FakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sijo.media import images
+
+    calls: list[str] = []
+    decode = images.decode_image
+
+    def counted(data: bytes, **options: Any) -> Any:
+        calls.append(options["field"])
+        return decode(data, **options)
+
+    monkeypatch.setattr(images, "decode_image", counted)
+    data = png((70, 80, 90))
+    for _ in range(3):
+        engine.enqueue(["ok"])
+        response = await client.post(
+            "/v1/messages", json=body(image_block(data), {"type": "text", "text": "?"})
+        )
+        assert response.status_code == 200, response.text
+    assert len(calls) == 1
+    assert len({request.images[0].bitmap.digest for request in engine.requests[-3:]}) == 1
+    refused = await client.post(
+        "/v1/messages", json=body(image_block(data, "image/gif"), {"type": "text", "text": "?"})
+    )
+    assert refused.status_code == 400  # another declared type is checked again, not taken from the cache

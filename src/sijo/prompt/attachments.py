@@ -16,6 +16,7 @@ import asyncio
 import base64
 import binascii
 import hashlib
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -87,6 +88,33 @@ def source_key(source: ImageSource | Base64PdfSource | UrlPdfSource | FileDocume
     if isinstance(source, UrlImageSource | UrlPdfSource):
         return ("url", source.url)
     return ("file", source.file_id)
+
+
+class DecodedImages:
+    """Recently decoded inline images, by their data and declared type, so an image sent again is
+    not decoded again: decoding a 640x480 PNG takes longer than reading it from a warm prompt cache.
+    Only base64 sources: a URL's content may change, and a file may be deleted or belong to another
+    workspace. Used on the event loop only."""
+
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self._max_bytes = max_bytes
+        self._used = 0
+        self._images: OrderedDict[tuple[SourceKey, bool], Bitmap] = OrderedDict()
+
+    def get(self, key: tuple[SourceKey, bool]) -> Bitmap | None:
+        found = self._images.get(key)
+        if found is not None:
+            self._images.move_to_end(key)
+        return found
+
+    def put(self, key: tuple[SourceKey, bool], bitmap: Bitmap) -> None:
+        if key in self._images or len(bitmap.rgb) > self._max_bytes:
+            return
+        self._images[key] = bitmap
+        self._used += len(bitmap.rgb)
+        while self._used > self._max_bytes:
+            _, old = self._images.popitem(last=False)
+            self._used -= len(old.rgb)
 
 
 @dataclass(slots=True)
@@ -167,6 +195,7 @@ async def load_attachments(
     policy: FetchPolicy | None = None,
     read_images: bool,
     model: str,
+    decoded: DecodedImages | None = None,
 ) -> Attachments:
     """Load every image and PDF of `messages`. `read_images`: the model has a projector (else an
     image block is the API's 400, and PDF pages are read as text only)."""
@@ -181,7 +210,8 @@ async def load_attachments(
     unique: dict[tuple[str, SourceKey], _Found] = {}
     for item in found:
         unique.setdefault((item.kind, source_key(item.source)), item)
-    loader = _Loader(read_file, policy, many=len(pictures) > images.MANY_IMAGES, render=read_images)
+    many = len(pictures) > images.MANY_IMAGES
+    loader = _Loader(read_file, policy, many=many, render=read_images, decoded=decoded or DecodedImages(0))
     # A failed source cancels the others (the request is a 400 already); a few load at a time.
     try:
         async with asyncio.TaskGroup() as group:
@@ -208,16 +238,28 @@ class _Loader:
     policy: FetchPolicy | None
     many: bool
     render: bool
+    decoded: DecodedImages
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(_LOADS_AT_ONCE))
 
     async def load(self, item: _Found) -> Bitmap | LoadedDocument:
         async with self.slots:
-            data, declared = await self._bytes(item)
             if item.kind == "image":
-                return await asyncio.to_thread(
-                    images.decode_image, data, media_type=declared, field=item.where, many=self.many
-                )
+                return await self._image(item)
+            data, declared = await self._bytes(item)
             return await self._document(item, data, declared)
+
+    async def _image(self, item: _Found) -> Bitmap:
+        key = (source_key(item.source), self.many)
+        remembered = isinstance(item.source, Base64ImageSource)
+        bitmap = self.decoded.get(key) if remembered else None
+        if bitmap is None:
+            data, declared = await self._bytes(item)
+            bitmap = await asyncio.to_thread(
+                images.decode_image, data, media_type=declared, field=item.where, many=self.many
+            )
+            if remembered:
+                self.decoded.put(key, bitmap)
+        return bitmap
 
     async def _document(self, item: _Found, data: bytes, declared: str | None) -> LoadedDocument:
         if isinstance(item.source, FileDocumentSource) and (declared or "").startswith("text/"):
