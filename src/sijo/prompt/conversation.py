@@ -8,7 +8,9 @@ Each wire content block stays a `Part`, numbered in prompt order (tools, system,
 carrying its `cache_control`, so that prompt caching can find where each block ends in the rendered
 tokens. Tools, tool calls, tool results and thinking become text in Sijo's generic markup
 (`prompt/markup.py`); tool blocks also keep what they are (`Part.data`), for chat templates that
-render tools, calls and results themselves (`prompt/template.py`). Thinking sent back is checked
+render tools, calls and results themselves (`prompt/template.py`). Image and document blocks are
+laid out by `prompt/documents.py` from what `prompt/attachments.py` loaded: text with a mark where
+each image goes, the images riding on their part. Thinking sent back is checked
 against its signature first, and tool results must answer the tool calls of the assistant turn just
 before them (reference §1.3).
 """
