@@ -76,7 +76,9 @@ async def test_batched_logits_match_each_sequence_alone(engine: LlamaCppEngine) 
     )
     for solo, together in zip(alone, batched, strict=True):
         assert solo.shape == together.shape
-        assert np.max(np.abs(solo - together)) < 1.0  # floating-point noise of non-batch-invariant kernels
+        # floating-point noise of kernels that are not batch-invariant: up to 1.04 measured on an
+        # AVX2-only AMD EPYC, far below what sets two sequences apart (checked below)
+        assert np.max(np.abs(solo - together)) < 2.0
         # greedy choices agree except where the top two are a near-tie
         top2 = np.sort(solo, axis=1)[:, -2:]
         decided = (top2[:, 1] - top2[:, 0]) > 0.5
@@ -154,7 +156,8 @@ async def test_kept_prefixes_spill_to_host_ram_and_come_back() -> None:
         EngineConfig(threads=2, slots=2, context_window=2048, kv_size=3072, leftover_ttl=0)
     )
     try:
-        systems = [f"Tenant {i}. " + f"Notes number {i} about topic {i}. " * 150 for i in range(3)]
+        topics = ("Ships sail across stormy seas. ", "Bakers knead bread in ovens. ", "Planets orbit distant stars. ")
+        systems = [f"Tenant {i}. " + topic * 170 for i, topic in enumerate(topics)]
         prompts = [await tokens(engine, chat("Summarise.", s)) for s in systems]
         heads = [len(await tokens(engine, f"<|im_start|>system\n{s}")) for s in systems]
         assert sum(heads) > 3072  # they cannot all stay in the KV cache
@@ -169,17 +172,22 @@ async def test_kept_prefixes_spill_to_host_ram_and_come_back() -> None:
         warm = await greedy_keep(engine, prompts[which], heads[which])
         assert store.restored == 1
         assert engine.stats()["prompt_tokens"] - before == len(prompts[which]) - heads[which]
-        assert warm == cold[which]
+        # The restored cells give the first step's logits the cold prompt gave, up to the noise of
+        # decoding the rest of the prompt in other batches (so greedy text may part at a near-tie:
+        # it did on an AVX2-only AMD EPYC); another tenant's logits are far away.
+        assert np.max(np.abs(warm - cold[which])) < 2.0
+        assert all(np.max(np.abs(warm - other)) > 4.0 for i, other in enumerate(cold) if i != which)
     finally:
         await engine.aclose()
 
 
-async def greedy_keep(engine: LlamaCppEngine, prompt: tuple[int, ...], head: int) -> str:
-    keep = (KeepPoint(head, 300.0),)
-    text = []
-    async for chunk in engine.generate(GenerationRequest(prompt, 6, GREEDY, keep=keep)):
-        text.append(chunk.text)
-    return "".join(text)
+async def greedy_keep(engine: LlamaCppEngine, prompt: tuple[int, ...], head: int) -> np.ndarray:
+    """The first step's logits of `prompt`, keeping its first `head` tokens."""
+    job = engine.job(GenerationRequest(prompt, 6, GREEDY, keep=(KeepPoint(head, 300.0),)))
+    job.logits = []
+    async for _ in engine.run(job):
+        pass
+    return job.logits[0]
 
 
 async def test_the_admission_queue_is_bounded() -> None:
