@@ -20,6 +20,7 @@ from PIL import Image
 from sijo.engines.base import placeholders
 from sijo.engines.fake import FakeEngine
 from tests.api.test_messages import parse_sse
+from tests.documents import pdf
 
 MODEL = "claude-sonnet-4-6"
 IMAGE_TOKENS = 16
@@ -299,14 +300,7 @@ async def test_openai_image_url_parts_are_images(client: httpx.AsyncClient, engi
 
 
 def pdf_base64(*pages: str) -> str:
-    from fpdf import FPDF
-
-    document = FPDF()
-    document.set_font("helvetica", size=12)
-    for text in pages:
-        document.add_page()
-        document.multi_cell(0, 8, text)
-    return base64.b64encode(bytes(document.output())).decode()
+    return base64.b64encode(pdf(*pages)).decode()
 
 
 async def test_pdf_pages_are_cited_by_page(client: httpx.AsyncClient, engine: FakeEngine) -> None:

@@ -45,13 +45,19 @@ def test_python_example_runs_unchanged(server: Server, example: str) -> None:
 
 
 def _run_in_guide_dir(server: Server, example: str) -> str:
+    # the document example opens long_document.txt from the working directory
+    return run_example(server, example, GUIDE)
+
+
+def run_example(server: Server, example: str, workdir: Path, timeout: float = 300) -> str:
+    """Run the example file `example` in `workdir` as a user would: only ANTHROPIC_BASE_URL/KEY set."""
     result = subprocess.run(
         [sys.executable, example],
-        cwd=GUIDE,  # the document example opens long_document.txt from the working directory
+        cwd=workdir,
         env=server.env(),
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
         check=False,
     )
     assert result.returncode == 0, result.stderr
@@ -107,7 +113,9 @@ SMALL_WINDOW = {"default": {"context_window": 1280}}
 @pytest.fixture(scope="module")
 def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIJO_")}
-    running = start_server(tmp_path_factory.mktemp("guide"), {**env, "SIJO_ENGINES": json.dumps(SMALL_WINDOW)})
+    running = start_server(
+        tmp_path_factory.mktemp("guide"), {**env, "SIJO_ENGINES": json.dumps(SMALL_WINDOW)}
+    )
     yield running
     stop_server(running)
 
@@ -115,7 +123,9 @@ def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def test_tool_use_example_runs_its_loop_to_the_end(small_server: Server) -> None:
     """The definition snippet, then the loop snippet that continues it: the loop must end."""
     output = _run_in_guide_dir(small_server, "tool_use.py")
-    response = json.loads(output[output.index("Response: ") + len("Response: ") : output.index("\nStop reason:")])
+    response = json.loads(
+        output[output.index("Response: ") + len("Response: ") : output.index("\nStop reason:")]
+    )
     assert response["type"] == "message" and response["stop_reason"] in {"end_turn", "tool_use", "max_tokens"}
     assert "Final answer:" in output
 

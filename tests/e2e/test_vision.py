@@ -13,8 +13,6 @@ import base64
 import http.server
 import io
 import shutil
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +20,11 @@ from typing import Any
 
 import anthropic
 import pytest
-from fpdf import FPDF
 from PIL import Image
 
 from tests.conftest import Server, start_configured, stop_server
+from tests.documents import pdf
+from tests.e2e.test_guide import run_example
 from tests.e2e.test_platform import wait_until_ended
 from tests.projector import write_projector
 
@@ -80,17 +79,7 @@ def count(client: anthropic.Anthropic, *content: dict[str, Any]) -> int:
 
 def run_guide(vision: Server, example: str, workdir: Path) -> str:
     shutil.copy(GUIDE / example, workdir / example)
-    result = subprocess.run(
-        [sys.executable, example],
-        cwd=workdir,
-        env=vision.env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    return run_example(vision, example, workdir, timeout=600)
 
 
 def test_the_guides_image_example_runs_unchanged(vision: Server, tmp_path: Path) -> None:
@@ -214,15 +203,6 @@ def test_urls_to_private_addresses_are_refused(
     message = refused.value.body["error"]["message"]  # type: ignore[index]
     assert message.startswith("messages.0.content.0.source.url: Unable to download the file: ")
     assert why in message
-
-
-def pdf(*pages: str) -> bytes:
-    document = FPDF()
-    document.set_font("helvetica", size=12)
-    for text in pages:
-        document.add_page()
-        document.multi_cell(0, 8, text)
-    return bytes(document.output())
 
 
 def pdf_block(data: bytes, **extra: Any) -> dict[str, Any]:

@@ -11,21 +11,7 @@ from sijo.output.citations import CitingParser, citations_grammar
 from sijo.prompt.documents import Passage, sentences
 from sijo.protocol.events import ContentBlockDeltaEvent, ContentBlockStartEvent, StreamEvent
 from sijo.protocol.message import Usage
-
-EOS = 256
-PIECES = [bytes([i]) for i in range(256)] + [b""]
-
-
-class _Bytes:
-    eos_token_id = EOS
-    bos_token_id = None
-    tokens = PIECES
-
-    def __call__(self, text: bytes | str) -> list[int]:
-        return list(text if isinstance(text, bytes) else text.encode())
-
-
-TOKENIZER = llguidance.LLTokenizer(llguidance.TokenizerWrapper(_Bytes()))
+from tests.byte_vocab import TOKENIZER
 
 
 def accepted(grammar: str, text: str) -> bool:
@@ -37,7 +23,13 @@ def accepted(grammar: str, text: str) -> bool:
 def test_sentences_cover_the_text_and_end_at_sentence_ends() -> None:
     text = "First one. Second?  Third!\n\nFourth 문장。다섯"
     spans = sentences(text)
-    assert [text[a:b] for a, b in spans] == ["First one. ", "Second?  ", "Third!\n\n", "Fourth 문장。", "다섯"]
+    assert [text[a:b] for a, b in spans] == [
+        "First one. ",
+        "Second?  ",
+        "Third!\n\n",
+        "Fourth 문장。",
+        "다섯",
+    ]
     assert spans[0][0] == 0 and spans[-1][1] == len(text)
     assert all(spans[i][1] == spans[i + 1][0] for i in range(len(spans) - 1))
     assert sentences("   ") == []

@@ -24,21 +24,8 @@ from sijo.engines.base import FinishReason
 from sijo.engines.llama_cpp.constraint import Ending, TokenMask
 from sijo.output.grammar import CallSpec, calls_grammar, json_grammar
 from sijo.prompt import markup
+from tests.byte_vocab import EOS, PIECES, TOKENIZER
 
-EOS = 256
-PIECES = [bytes([i]) for i in range(256)] + [b""]
-
-
-class _Bytes:
-    eos_token_id = EOS
-    bos_token_id = None
-    tokens = PIECES
-
-    def __call__(self, text: bytes | str) -> list[int]:
-        return list(text if isinstance(text, bytes) else text.encode())
-
-
-TOKENIZER = llguidance.LLTokenizer(llguidance.TokenizerWrapper(_Bytes()))
 SCHEMA = {"type": "object", "properties": {"x": {"type": "number"}}, "required": ["x"]}
 
 
