@@ -247,6 +247,72 @@ class FilesConfig(BaseModel):
     )
 
 
+SearchBackendKind = Literal["local", "searxng", "brave", "tavily"]
+
+
+class SearchConfig(BaseModel):
+    """The `web_search` server tool's backend: Sijo's own full-text index (`sijo search add`) or a
+    search service."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: SearchBackendKind = Field(
+        default="local",
+        description="local: the SQLite FTS5 index of documents added with `sijo search add`; searxng, "
+        "brave or tavily: that service (set `url` and, for brave and tavily, `api_key`).",
+    )
+    url: str | None = Field(
+        default=None,
+        description="The service's base URL (SearXNG: your instance, e.g. http://127.0.0.1:8888; "
+        "Brave and Tavily default to their public APIs).",
+    )
+    api_key: str | None = Field(default=None, description="The Brave or Tavily API key.")
+    timeout: float = Field(default=10.0, gt=0, description="Seconds one search may take.")
+    max_results: int = Field(default=5, ge=1, le=50, description="Results one search returns.")
+    index_path: Path | None = Field(
+        default=None, description="The local index's SQLite file (default: <data_dir>/search.db)."
+    )
+
+
+class SandboxConfig(BaseModel):
+    """The `code_execution` server tool's sandbox (bubblewrap) and its containers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bwrap: str = Field(default="bwrap", description="The bubblewrap executable (name on PATH or a path).")
+    wall_seconds: float = Field(default=30.0, gt=0, description="Wall-clock seconds one execution may run.")
+    cpu_seconds: int = Field(default=30, ge=1, description="CPU seconds one execution may use.")
+    memory_mb: int = Field(default=1024, ge=16, description="Address space one execution may map, in MiB.")
+    max_processes: int = Field(default=64, ge=1, description="Processes (and threads) one execution may run.")
+    max_output_bytes: int = Field(
+        default=100_000, ge=1, description="Bytes of stdout (and of stderr) kept from one execution."
+    )
+    max_file_bytes: int = Field(
+        default=100 * 1024 * 1024, ge=1, description="Largest file code may write in its container."
+    )
+    container_ttl: float = Field(
+        default=30 * 24 * 3600.0, gt=0, description="Seconds a container lives after it was last used "
+        "(the API's 30 days)."
+    )
+
+
+class ServerToolsConfig(BaseModel):
+    """The server tools Sijo runs itself: web_search, web_fetch, code_execution (reference §12)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_iterations: int = Field(
+        default=10,
+        ge=1,
+        description="Server tool calls one reply may run before it stops with `pause_turn`.",
+    )
+    search: SearchConfig = Field(default_factory=SearchConfig, description="web_search's backend.")
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="code_execution's sandbox.")
+    fetch_max_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1, description="Largest page or PDF web_fetch downloads."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SIJO_", extra="forbid")
 
@@ -307,6 +373,9 @@ class Settings(BaseSettings):
     batches: BatchConfig = Field(default_factory=BatchConfig, description="Message Batches.")
     media: MediaConfig = Field(default_factory=MediaConfig, description="URL image and document sources.")
     files: FilesConfig = Field(default_factory=FilesConfig, description="The Files API.")
+    server_tools: ServerToolsConfig = Field(
+        default_factory=ServerToolsConfig, description="web_search, web_fetch and code_execution."
+    )
     ping_interval: float = Field(
         default=10.0, gt=0, description="Seconds of stream silence before a `ping` event is sent."
     )
