@@ -19,8 +19,9 @@ HEADERS = {"anthropic-version": "2023-06-01"}
 
 
 @contextlib.contextmanager
-def sijo_server(port: int) -> Iterator[str]:
-    data = tempfile.mkdtemp(prefix="sijo-bench-")
+def sijo_server(port: int, data: str | None = None) -> Iterator[str]:
+    """`data`: the data directory to serve (default: a new temporary one)."""
+    data = data or tempfile.mkdtemp(prefix="sijo-bench-")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIJO_")} | {"SIJO_DATA_DIR": data}
     command = [
         str(REPO_ROOT / ".venv" / "bin" / "sijo"),

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import mimetypes
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from fastapi import FastAPI
@@ -34,6 +36,10 @@ from sijo.store.db import connect, migrate
 from sijo.store.files import FileStore
 from sijo.store.keys import KeyStore
 from sijo.store.ledger import UsageLedger
+from sijo.tools.code_execution.containers import Containers
+from sijo.tools.code_execution.sandbox import Sandbox
+from sijo.tools.runner import ServerTools
+from sijo.tools.web_search.backends import search_backend
 
 logger = logging.getLogger("sijo.api")
 
@@ -129,6 +135,8 @@ def create_app(
             state.ledger,
             files=_file_source(state.files),
             fetch_policy=FetchPolicy.from_config(settings.media),
+            server_tools=_server_tools(settings, signer, state.files),
+            max_tool_iterations=settings.server_tools.max_iterations,
         )
         state.clock = clock
         state.batch_worker = BatchWorker(
@@ -173,6 +181,37 @@ def _batch_concurrency(settings: Settings, engines: Mapping[str, Engine]) -> int
     config = settings.engines.get("default")
     slots = config.slots if config is not None and "default" in engines else 2
     return max(1, slots - 1)
+
+
+def _server_tools(settings: Settings, signer: ThinkingSigner, files: FileStore) -> ServerTools:
+    """web_search over the configured backend, web_fetch under the media fetch rules, code execution
+    in bubblewrap with containers under the data directory and its output files in the Files API."""
+    config = settings.server_tools
+
+    async def read_upload(workspace: str, file_id: str) -> tuple[str, bytes] | None:
+        stored = await files.read(workspace, file_id)
+        return None if stored is None else (stored.filename, stored.data)
+
+    async def save_output(workspace: str, filename: str, data: bytes) -> str:
+        mime_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        record = await files.add(workspace, filename, mime_type, data)
+        return record.id
+
+    return ServerTools(
+        search=search_backend(config.search, settings.data_dir),
+        fetch_policy=replace(FetchPolicy.from_config(settings.media), max_bytes=config.fetch_max_bytes),
+        sandbox=Sandbox(
+            config.sandbox,
+            workspace_bytes=config.sandbox.workspace_mb * 1024 * 1024,
+            tmp_bytes=config.sandbox.tmp_mb * 1024 * 1024,
+        ),
+        containers=Containers(settings.data_dir / "containers", config.sandbox.container_ttl),
+        signer=signer,
+        read_upload=read_upload,
+        save_output=save_output,
+        max_output_file_bytes=config.sandbox.max_file_bytes,
+        max_results=config.search.max_results,
+    )
 
 
 def _file_source(files: FileStore) -> FileSource:

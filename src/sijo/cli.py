@@ -4,12 +4,15 @@ sijo serve [--host] [--port] [--model PATH] [--mmproj PATH] [--threads N] [--con
 sijo keys create --name NAME [--workspace NAME] [--admin] [--rpm N] [--itpm N] [--otpm N]
 sijo keys list | sijo keys revoke ID_OR_NAME
 sijo usage [--days N]
+sijo search add PATH_OR_URL... [--workspace NAME] | sijo search list [--workspace NAME]
+sijo search remove ID_OR_PATH...   (web_search's local index; every subcommand takes --config FILE)
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import sqlite3
 import sys
 import tomllib
 from collections.abc import Callable
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from sijo.store.keys import KeyKind, KeyStore
+    from sijo.tools.web_search.local_index import LocalIndex
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     usage = commands.add_parser("usage", help="what the recorded traffic would cost on the Claude API")
     usage.add_argument("--days", type=float, default=30.0, help="how far back (default 30 days)")
     usage.add_argument("--config", type=Path, help="TOML settings file (see README)")
+    _search_parser(commands)
     return parser
 
 
@@ -61,6 +66,22 @@ def _keys_parser(commands: Any) -> None:
     actions.add_parser("list", help="every key, newest first (never the secret)")
     revoke = actions.add_parser("revoke", help="deactivate a key: its next request gets 401")
     revoke.add_argument("key", help="the key's id (apikey_...) or its name")
+
+
+def _search_parser(commands: Any) -> None:
+    search = commands.add_parser("search", help="the local index the web_search tool searches")
+    search.add_argument("--config", type=Path, help="TOML settings file (see README)")
+    actions = search.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="index files, folders (recursively) and http(s) pages")
+    add.add_argument("sources", nargs="+", metavar="PATH_OR_URL", help=".txt .md .html .htm .pdf, or a URL")
+    add.add_argument("--workspace", help="visible to this workspace only (default: shared by all)")
+    listing = actions.add_parser("list", help="the indexed documents")
+    listing.add_argument("--workspace", help="only those this workspace sees (its own and shared)")
+    remove = actions.add_parser("remove", help="drop documents from the index")
+    remove.add_argument("keys", nargs="+", metavar="ID_OR_PATH", help="a document id, URL, file or folder")
+    for action in (add, listing, remove):
+        # Also accepted after the action; SUPPRESS keeps one given before it.
+        action.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
 def is_loopback(host: str) -> bool:
@@ -184,9 +205,84 @@ def usage(args: argparse.Namespace) -> int:
     return 0
 
 
+def search(args: argparse.Namespace) -> int:
+    from sijo.tools.web_search.local_index import LocalIndex, index_path
+
+    settings = _settings(args)
+    index = LocalIndex(index_path(settings.server_tools.search, settings.data_dir))
+    workspace = getattr(args, "workspace", None)
+    if workspace not in (None, "default"):  # requests carry the workspace's id, not its name
+        workspace = _open_keys(settings).workspace_id(workspace)
+        if workspace is None:
+            print(
+                f"sijo: no workspace is named {args.workspace!r} (keys create --workspace makes one)",
+                file=sys.stderr,
+            )
+            return 1
+    try:
+        if args.action == "add":
+            return _search_add(index, args.sources, workspace, settings)
+        if args.action == "list":
+            return _search_list(index, workspace, _open_keys(settings).workspace_name)
+        return _search_remove(index, args.keys)
+    except sqlite3.Error as exc:
+        print(f"sijo: the search index {index.path} failed: {exc}", file=sys.stderr)
+        return 1
+
+
+def _search_add(index: LocalIndex, sources: list[str], workspace: str | None, settings: Settings) -> int:
+    from sijo.media.fetch import FetchPolicy
+    from sijo.tools.web_search.indexing import add_sources
+
+    policy = FetchPolicy.from_config(settings.media)
+    failed = 0
+    for added in add_sources(index, sources, workspace=workspace, policy=policy):
+        if added.error is not None:
+            failed += 1
+            print(f"sijo: {added.error}", file=sys.stderr)
+            continue
+        verb = "added  " if added.created else "updated"
+        print(f"{verb}  {added.id}  {added.url}  ({added.title}, {added.size:,} characters)")
+    if settings.server_tools.search.backend != "local":
+        print(
+            f"note: web_search uses the {settings.server_tools.search.backend} backend, not this index",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0
+
+
+def _search_list(index: LocalIndex, workspace: str | None, name_of: Callable[[str], str | None]) -> int:
+    documents = index.documents(workspace)
+    if not documents:
+        print(f"no documents in {index.path} (add some with `sijo search add PATH_OR_URL`)", file=sys.stderr)
+    for document in documents:
+        scope = "shared" if document.workspace is None else name_of(document.workspace) or document.workspace
+        print(f"{document.id:>4}  {scope:<10}  {document.size:>9,}  {document.url}  {document.title}")
+    return 0
+
+
+def _search_remove(index: LocalIndex, keys: list[str]) -> int:
+    from sijo.tools.web_search.indexing import matching
+
+    failed = 0
+    for key in keys:
+        found = matching(index, key)
+        if not found:
+            failed += 1
+            print(
+                f"sijo: no document in the index is {key!r} (give an id, URL, file or folder)",
+                file=sys.stderr,
+            )
+            continue
+        index.remove([document.id for document in found])
+        for document in found:
+            print(f"removed  {document.id}  {document.url}")
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    commands = {"serve": serve, "keys": keys, "usage": usage}
+    commands = {"serve": serve, "keys": keys, "usage": usage, "search": search}
     return commands[args.command](args)
 
 

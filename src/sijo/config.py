@@ -290,9 +290,16 @@ class SandboxConfig(BaseModel):
     max_file_bytes: int = Field(
         default=100 * 1024 * 1024, ge=1, description="Largest file code may write in its container."
     )
+    workspace_mb: int = Field(
+        default=1024,
+        ge=1,
+        description="Size of a container's files, in MiB (held in memory while code runs: a tmpfs).",
+    )
+    tmp_mb: int = Field(default=256, ge=1, description="Size of the sandbox's /tmp, in MiB (a tmpfs).")
     container_ttl: float = Field(
-        default=30 * 24 * 3600.0, gt=0, description="Seconds a container lives after it was last used "
-        "(the API's 30 days)."
+        default=30 * 24 * 3600.0,
+        gt=0,
+        description="Seconds a container lives after it was last used (the API's 30 days).",
     )
 
 

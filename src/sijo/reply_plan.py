@@ -14,12 +14,14 @@ from sijo.json_schema import check_json_schema, check_schema
 from sijo.output.citations import citations_grammar
 from sijo.output.grammar import CallSpec, calls_grammar, json_grammar
 from sijo.prompt.documents import Passage
+from sijo.protocol.content import ServerToolResultBlockParam
 from sijo.protocol.params import CountTokensParams, MessageCreateParams
 from sijo.protocol.reasoning import Display, Effort, ThinkingAdaptive, ThinkingEnabled
 from sijo.protocol.tools import (
     CustomTool,
     ToolChoice,
     ToolChoiceAny,
+    ToolChoiceAuto,
     ToolChoiceNone,
     ToolChoiceTool,
     VersionedTool,
@@ -70,14 +72,22 @@ def plan_reply(
     last_user_text: str,
     has_prefill: bool,
     force_tool_use: bool = False,
+    groups: Mapping[str, tuple[str, ...]] | None = None,
 ) -> ReplyPlan:
-    """`tools` are `custom_tools(params)`: rendered into the prompt before the plan is made.
-    `force_tool_use` is the model's setting of that name (see `_one_round`)."""
+    """`tools` are every function the model may call (the client's tools and the server tools'
+    functions), rendered into the prompt before the plan is made. `force_tool_use` is the model's
+    setting of that name (see `_one_round`); `groups` maps a `tool_choice` name to the functions it
+    forces, where that is not the function of that name (code execution's two)."""
     answer_schema = _answer_schema(params, has_prefill)
     choice = params.tool_choice
     forced = isinstance(choice, ToolChoiceAny | ToolChoiceTool)
     if forced and not tools:
         raise InvalidRequestError("tool_choice: tool_choice may only be specified while providing tools")
+    if forced and after_server_results(params):  # the forced call was made: the reply goes on freely
+        choice = ToolChoiceAuto(
+            type="auto", disable_parallel_tool_use=getattr(choice, "disable_parallel_tool_use", None)
+        )
+        forced = False
     thinking = _thinking(params, budgets, last_user_text, has_prefill)
     if thinking is not None and forced:
         raise InvalidRequestError(
@@ -88,7 +98,7 @@ def plan_reply(
     calls = bool(tools) and not isinstance(choice, ToolChoiceNone)
     grammar = relaxed = None
     if calls:
-        grammar, relaxed = _calls_grammars(tools, choice, answer_schema)
+        grammar, relaxed = _calls_grammars(tools, choice, answer_schema, groups or {})
     elif answer_schema is not None:
         grammar = json_grammar(answer_schema)
     return ReplyPlan(calls, grammar, thinking, relaxed)
@@ -101,6 +111,8 @@ def _one_round(
     call: a fresh user turn must call a tool (as `any`), and the reply to tool results must answer
     in text (as `none`), so each turn of an agent loop is one round of calls, then an answer."""
     last = params.messages[-1] if params.messages else None
+    if after_server_results(params):
+        return ToolChoiceNone(type="none")
     if last is None or last.role != "user":
         return choice  # a prefill: continued as the request asks
     if not isinstance(last.content, str) and any(block.type == "tool_result" for block in last.content):
@@ -109,15 +121,28 @@ def _one_round(
     return ToolChoiceAny(type="any", disable_parallel_tool_use=parallel_off)
 
 
-def custom_tools(params: MessageCreateParams | CountTokensParams) -> list[CustomTool]:
-    """The request's tools, checked: names unique, Anthropic-defined tools refused, every schema a
-    JSON Schema, strict ones within the structured-outputs subset."""
+def after_server_results(params: MessageCreateParams | CountTokensParams) -> bool:
+    """Whether the request continues a reply that ends in a server tool's result (a `pause_turn`
+    sent back, or the reply in progress as `service.py` renders it after running a tool)."""
+    last = params.messages[-1] if params.messages else None
+    if last is None or last.role != "assistant" or isinstance(last.content, str) or not last.content:
+        return False
+    return isinstance(last.content[-1], ServerToolResultBlockParam)
+
+
+def custom_tools(
+    params: MessageCreateParams | CountTokensParams, server_functions: list[CustomTool] | None = None
+) -> list[CustomTool]:
+    """The request's client tools, checked: names unique (among them and the server tools'
+    `server_functions`), other Anthropic-defined tools refused, every schema a JSON Schema, strict
+    ones within the structured-outputs subset."""
     tools: list[CustomTool] = []
     for i, tool in enumerate(params.tools or []):
         if isinstance(tool, VersionedTool):
             raise InvalidRequestError(f"tools.{i}.type: '{tool.type}' tools are not supported by Sijo yet")
-        tools.append(tool)
-    names = [t.name for t in tools]
+        if isinstance(tool, CustomTool):
+            tools.append(tool)
+    names = [t.name for t in [*tools, *(server_functions or [])]]
     if len(set(names)) != len(names):
         raise InvalidRequestError("tools: Tool names must be unique.")
     strict = [i for i, t in enumerate(tools) if t.strict]
@@ -212,7 +237,10 @@ def _check_sampling_with_thinking(params: MessageCreateParams) -> None:
 
 
 def _calls_grammars(
-    tools: list[CustomTool], choice: Any, answer_schema: dict[str, Any] | None
+    tools: list[CustomTool],
+    choice: Any,
+    answer_schema: dict[str, Any] | None,
+    groups: Mapping[str, tuple[str, ...]],
 ) -> tuple[str, str | None]:
     """The grammar with every tool's schema, and one with non-strict schemas opened up (a fallback
     for schemas the constraint library cannot compile; strict ones must compile)."""
@@ -220,7 +248,8 @@ def _calls_grammars(
     parallel = not (choice is not None and getattr(choice, "disable_parallel_tool_use", False))
     chosen = tools
     if isinstance(choice, ToolChoiceTool):
-        chosen = [t for t in tools if t.name == choice.name]
+        names = groups.get(choice.name, (choice.name,))
+        chosen = [t for t in tools if t.name in names]
         if not chosen:
             raise InvalidRequestError(f"tool_choice.name: no tool named '{choice.name}' in tools")
     exact = [CallSpec(t.name, t.schema_dict()) for t in chosen]

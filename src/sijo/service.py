@@ -18,20 +18,30 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from sijo.catalog import Catalog, ServedModel
-from sijo.engines.base import Admission, FinishReason, GenerationRequest, GrammarError, KeepPoint, Sampling
+from sijo.engines.base import (
+    Admission,
+    FinishReason,
+    GenerationRequest,
+    GrammarError,
+    ImageSpan,
+    KeepPoint,
+    Sampling,
+)
 from sijo.errors import InvalidRequestError, PromptTooLongError, ThreadUnsupportedRequestError, shown
 from sijo.ids import new_id
 from sijo.media.fetch import FetchPolicy
-from sijo.output.accumulate import accumulate
+from sijo.output.accumulate import Accumulator, accumulate
 from sijo.output.assembler import MessageAssembler
 from sijo.output.citations import CitingParser
 from sijo.output.grammar import thinking_grammar
-from sijo.output.reply import ReplyParser, ThinkingStream
+from sijo.output.reply import ReplyParser, ServerCall, ThinkingStream
 from sijo.output.stops import StopMatcher
 from sijo.prompt import markup
 from sijo.prompt.attachments import Attachments, DecodedImages, StoredBytes, load_attachments
@@ -39,14 +49,17 @@ from sijo.prompt.context_edits import apply_edits, checked_edits
 from sijo.prompt.conversation import Conversation, to_conversation
 from sijo.prompt.template import ChatTemplate, Prompt, Segment, tokenize
 from sijo.prompt_cache import NO_CACHE, Breakpoint, PromptCache, breakpoints
+from sijo.protocol.content import ContainerUploadBlockParam, ContentBlockParam
 from sijo.protocol.context_management import ContextManagementResponse, CountTokensContextManagement
 from sijo.protocol.events import MessageDeltaEvent, StreamEvent
-from sijo.protocol.message import CacheCreation, Message, MessageTokensCount, StopReason, Usage
+from sijo.protocol.message import CacheCreation, ContentBlock, Message, MessageTokensCount, StopReason, Usage
 from sijo.protocol.params import NOT_YET_SUPPORTED, CountTokensParams, MessageCreateParams, MessageParam
 from sijo.protocol.reasoning import ThinkingAdaptive, ThinkingEnabled
 from sijo.reply_plan import ReplyPlan, custom_tools, plan_reply, with_citations
 from sijo.signing import ThinkingSigner
 from sijo.store.ledger import UsageLedger
+from sijo.tools.runner import ServerTools, ToolRun
+from sijo.tools.toolset import ServerToolSet, server_toolset
 from sijo.usage import UsageRecord
 
 _STOP_REASONS: dict[FinishReason, StopReason] = {
@@ -58,6 +71,7 @@ _STOP_REASONS: dict[FinishReason, StopReason] = {
 
 
 _PLAIN = ReplyPlan()
+_NO_TOOLS = ServerToolSet()
 
 
 # Reads a Files API file: (workspace, file id, max bytes) → the file (its bytes if it is at most
@@ -89,6 +103,13 @@ class PreparedMessage:
     batch: bool = False  # a Message Batches request: background priority, service_tier "batch"
     admission: Admission | None = None  # set while it streams: the engine's promise of a place
     context_management: ContextManagementResponse | None = None  # the edits applied, if any were asked
+    # What a reply that runs server tools renders again after each result (`_continue`).
+    params: MessageCreateParams | None = None
+    messages: tuple[MessageParam, ...] = ()  # the request's messages after its context edits
+    attachments: Attachments | None = None
+    toolset: ServerToolSet = _NO_TOOLS
+    container_id: str | None = None
+    uploads: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,13 +127,38 @@ class _Rendered:
     plan: ReplyPlan
     original_tokens: int = 0  # the prompt's tokens before any context edits
     context_management: ContextManagementResponse | None = None
+    messages: tuple[MessageParam, ...] = ()  # what was rendered (the request's, after its edits)
+    attachments: Attachments | None = None
 
 
 @dataclass(slots=True)
 class _Progress:
     output_tokens: int = 0
     thinking_tokens: int = 0
-    usage: Usage | None = None  # set once the prompt's usage is known
+    usage: Usage | None = None  # set once the prompt's usage is known; grows as server tools run
+
+
+@dataclass(slots=True)
+class _Reply:
+    """The reply in progress: what each phase reads and moves on. A phase ends by setting `stop`,
+    or `call` (a server tool to run), or leaves `tokens` for the next answer to continue."""
+
+    prepared: PreparedMessage
+    assembler: MessageAssembler
+    progress: _Progress
+    tokens: tuple[int, ...]  # the prompt the next generation continues
+    images: tuple[ImageSpan, ...]
+    keep: tuple[KeepPoint, ...]
+    plan: ReplyPlan  # the next answer's
+    content: Accumulator = field(default_factory=Accumulator)  # the blocks so far
+    tools: ToolRun | None = None
+    stop: tuple[StopReason, str | None] | None = None
+    call: ServerCall | None = None
+    iterations: int = 0  # server tool calls run
+    output_at_prompt: int = 0  # output tokens when `tokens` was last rendered
+
+
+_Phase = Callable[[_Reply], AsyncGenerator[StreamEvent, None]]
 
 
 class MessagesService:
@@ -125,8 +171,12 @@ class MessagesService:
         *,
         files: FileSource | None = None,
         fetch_policy: FetchPolicy | None = None,
+        server_tools: ServerTools | None = None,
+        max_tool_iterations: int = 10,
     ) -> None:
         self.catalog = catalog
+        self.server_tools = server_tools
+        self.max_tool_iterations = max_tool_iterations
         self.ledger = ledger
         self.files = files
         self.fetch_policy = fetch_policy
@@ -156,7 +206,9 @@ class MessagesService:
                 f"max_tokens: {params.max_tokens} > {served.max_output_tokens}, which is the "
                 f"maximum allowed number of output tokens for {params.model}"
             )
-        rendered = await self._render(served, params, workspace)
+        toolset = server_toolset(params)
+        container_id, uploads = await self._tool_inputs(params, toolset, workspace)
+        rendered = await self._render(served, params, workspace, uploads=uploads)
         plan = await self._compile(served, rendered.plan, params)
         sampling = Sampling(
             temperature=1.0 if params.temperature is None else params.temperature,
@@ -177,11 +229,44 @@ class MessagesService:
             account=account,
             batch=batch,
             context_management=rendered.context_management,
+            params=params,
+            messages=rendered.messages,
+            attachments=rendered.attachments,
+            toolset=toolset,
+            container_id=container_id,
+            uploads=tuple(uploads.values()),
         )
+
+    async def _tool_inputs(
+        self, params: MessageCreateParams, toolset: ServerToolSet, workspace: str
+    ) -> tuple[str | None, dict[str, tuple[str, bytes]]]:
+        """The request's `container` (checked: the workspace's and alive) and its `container_upload`
+        files (read), by file id."""
+        file_ids = [
+            block.file_id
+            for message in params.messages
+            if not isinstance(message.content, str)
+            for block in message.content
+            if isinstance(block, ContainerUploadBlockParam)
+        ]
+        if toolset and self.server_tools is None:
+            raise InvalidRequestError("tools: server tools are not available on this server")
+        if (params.container is not None or file_ids) and toolset.code_execution is None:
+            raise InvalidRequestError(
+                "container: a container and container_upload blocks need the code_execution tool"
+            )
+        if self.server_tools is None or toolset.code_execution is None:
+            return None, {}
+        container_id = _container_id(params.container)
+        if container_id is not None:
+            self.server_tools.reuse(workspace, container_id)
+        read = await self.server_tools.uploads(workspace, file_ids)
+        return container_id, dict(zip(file_ids, read, strict=True))
 
     async def count_tokens(self, params: CountTokensParams, workspace: str = "default") -> MessageTokensCount:
         _reject_unsupported(params)
         served = self.catalog.resolve(params.model)
+        server_toolset(params)
         # The API counts a prompt over the window too: clients ask precisely to learn that it no longer fits.
         rendered = await self._render(served, params, workspace, enforce_window=False)
         original = None
@@ -217,6 +302,8 @@ class MessagesService:
     async def _events(
         self, prepared: PreparedMessage, progress: _Progress
     ) -> AsyncGenerator[StreamEvent, None]:
+        """The reply as a loop of phases: thinking, then answers, with a server tool run between
+        two answers wherever one ended in a server tool's call (`_next_phase`)."""
         plan = NO_CACHE
         if prepared.breakpoints:
             plan = self.cache.plan(
@@ -240,54 +327,80 @@ class MessagesService:
         )
         progress.usage = usage
         assembler = MessageAssembler(message_id=new_id("msg"), model=prepared.model_id, usage=usage)
+        reply = _Reply(
+            prepared,
+            assembler,
+            progress,
+            tokens=prepared.prompt.tokens,
+            images=prepared.prompt.images,
+            keep=plan.keep,
+            plan=prepared.plan,
+            tools=self._tool_run(prepared),
+        )
         for event in assembler.start():
+            reply.content.apply(event)
             yield event
-        stop: tuple[StopReason, str | None] | None = None
-        tokens = prepared.prompt.tokens
-        if prepared.max_tokens > 0 and prepared.plan.thinking is not None:
-            ended: list[tuple[int, ...] | StopReason] = []
-            async with aclosing(self._think(prepared, assembler, progress, plan.keep, ended)) as events:
+        phase: _Phase | None = None
+        if prepared.max_tokens > 0:
+            phase = self._think if prepared.plan.thinking is not None else self._answer
+        while phase is not None:
+            async with aclosing(phase(reply)) as events:
                 async for event in events:
+                    reply.content.apply(event)
                     yield event
-            if isinstance(ended[0], str):
-                stop = (ended[0], None)
-            else:
-                tokens = ended[0]
-        if stop is None and prepared.max_tokens > progress.output_tokens:
-            keep = () if prepared.plan.thinking is not None else plan.keep
-            result: list[tuple[StopReason, str | None]] = []
-            async with aclosing(self._answer(prepared, assembler, progress, tokens, keep, result)) as events:
-                async for event in events:
-                    yield event
-            stop = result[0]
-        stop = stop or ("max_tokens", None)
-        for event in assembler.finish(*stop, progress.output_tokens, progress.thinking_tokens):
+            phase = self._next_phase(reply)
+        stop = reply.stop or ("max_tokens", None)
+        tools = reply.tools
+        for event in assembler.finish(
+            *stop,
+            progress.output_tokens,
+            progress.thinking_tokens,
+            input_tokens=progress.usage.input_tokens,
+            server_tool_use=None if tools is None else tools.usage,
+            container=None if tools is None else tools.container_info,
+        ):
             if isinstance(event, MessageDeltaEvent) and prepared.context_management is not None:
                 event = event.model_copy(update={"context_management": prepared.context_management})
             yield event
 
-    async def _think(
-        self,
-        prepared: PreparedMessage,
-        assembler: MessageAssembler,
-        progress: _Progress,
-        keep: tuple[KeepPoint, ...],
-        ended: list[tuple[int, ...] | StopReason],
-    ) -> AsyncGenerator[StreamEvent, None]:
-        """Phase one. Appends to `ended` the answer's prompt, or the stop reason if nothing may follow."""
+    def _next_phase(self, reply: _Reply) -> _Phase | None:
+        if reply.stop is not None:
+            return None
+        if reply.call is not None:
+            return self._run_tool
+        if reply.prepared.max_tokens <= reply.progress.output_tokens:
+            return None  # the budget is spent: max_tokens
+        return self._answer
+
+    def _tool_run(self, prepared: PreparedMessage) -> ToolRun | None:
+        if not prepared.toolset:
+            return None
+        asked = "\n".join(message.model_dump_json() for message in prepared.messages)
+        return ToolRun(
+            prepared.workspace,
+            prepared.toolset,
+            [asked],
+            container_id=prepared.container_id,
+            uploads=prepared.uploads,
+        )
+
+    async def _think(self, reply: _Reply) -> AsyncGenerator[StreamEvent, None]:
+        """Thinking: leaves the answer's prompt (this one plus the closed thinking), or a stop if
+        nothing may follow."""
+        prepared, assembler, progress = reply.prepared, reply.assembler, reply.progress
         thinking = prepared.plan.thinking
         assert thinking is not None
         engine = prepared.served.engine
         request = GenerationRequest(
-            prepared.prompt.tokens,
+            reply.tokens,
             min(thinking.budget, prepared.max_tokens),
             prepared.sampling,
             namespace=prepared.workspace,
-            keep=keep,
+            keep=reply.keep,
             grammar=thinking_grammar(),
             background=prepared.batch,
             admission=prepared.admission,
-            images=prepared.prompt.images,
+            images=reply.images,
         )
         stream = ThinkingStream()
         finish: FinishReason = "length"
@@ -314,43 +427,40 @@ class MessagesService:
         for event in assembler.sign_thinking(self.signer.sign(stream.text)):
             yield event
         if finish == "context_full":
-            ended.append("model_context_window_exceeded")
+            reply.stop = ("model_context_window_exceeded", None)
             return
         closed = await engine.tokenize(stream.text, special=False)
         closed += await engine.tokenize(markup.THINK_CLOSE, special=False)
-        ended.append(prepared.prompt.tokens + tuple(closed))
+        reply.tokens = reply.tokens + tuple(closed)
+        reply.keep = ()
 
-    async def _answer(
-        self,
-        prepared: PreparedMessage,
-        assembler: MessageAssembler,
-        progress: _Progress,
-        tokens: tuple[int, ...],
-        keep: tuple[KeepPoint, ...],
-        result: list[tuple[StopReason, str | None]],
-    ) -> AsyncGenerator[StreamEvent, None]:
+    async def _answer(self, reply: _Reply) -> AsyncGenerator[StreamEvent, None]:
+        """An answer: text, client tool calls, or text ending in a server tool's call to run."""
+        prepared, progress, plan = reply.prepared, reply.progress, reply.plan
         matcher = StopMatcher(list(prepared.stop_sequences))
-        parser: ReplyParser | CitingParser = ReplyParser(assembler, calls=prepared.plan.calls)
-        if prepared.plan.passages:
-            parser = CitingParser(assembler, {passage.ref: passage for passage in prepared.plan.passages})
-        budget = prepared.max_tokens - progress.output_tokens
+        server_tools = prepared.toolset.names() if plan.calls else frozenset()
+        parser: ReplyParser | CitingParser = ReplyParser(
+            reply.assembler, calls=plan.calls, server_tools=server_tools
+        )
+        if plan.passages:
+            parser = CitingParser(reply.assembler, {passage.ref: passage for passage in plan.passages})
         request = GenerationRequest(
-            tokens,
-            budget,
+            reply.tokens,
+            prepared.max_tokens - progress.output_tokens,
             prepared.sampling,
             namespace=prepared.workspace,
-            keep=keep,
-            grammar=prepared.plan.grammar,
-            end_in_budget=prepared.plan.grammar is not None,
+            keep=reply.keep,
+            grammar=plan.grammar,
+            end_in_budget=plan.grammar is not None,
             background=prepared.batch,
             admission=prepared.admission,
-            images=prepared.prompt.images,
+            images=reply.images,
         )
         stop_reason: StopReason = "end_turn"
         whole = True  # the reply ended where it was whole: its turn, or a budget with no room for more
         matched: str | None = None
-        if len(tokens) >= prepared.served.engine.info.context_window:
-            result.append(("model_context_window_exceeded", None))
+        if len(reply.tokens) >= prepared.served.engine.info.context_window:
+            reply.stop = ("model_context_window_exceeded", None)
             return
         generation = prepared.served.engine.generate(request)
         try:
@@ -362,12 +472,19 @@ class MessagesService:
                 if scan.matched is not None:
                     stop_reason, matched = "stop_sequence", scan.matched
                     break
+                if isinstance(parser, ReplyParser) and parser.server_call is not None:
+                    break  # run it: the reply goes on after its result
                 if chunk.finish is not None:
                     stop_reason = _STOP_REASONS[chunk.finish]
                     whole = chunk.finish in ("eos", "budget")
                     break
         finally:
             await generation.aclose()
+        if isinstance(parser, ReplyParser) and parser.server_call is not None:
+            if not parser.tool_calls:  # after a client's call, the client's turn comes first
+                reply.call = parser.server_call
+                return
+            stop_reason = "tool_use"
         if matched is None:
             for event in parser.feed(matcher.flush()):
                 yield event
@@ -375,7 +492,49 @@ class MessagesService:
             yield event
         if whole and matched is None and parser.tool_calls:  # calls that fitted whole get run
             stop_reason = "tool_use"
-        result.append((stop_reason, matched))
+        reply.stop = (stop_reason, matched)
+
+    async def _run_tool(self, reply: _Reply) -> AsyncGenerator[StreamEvent, None]:
+        """Run the server tool call the answer ended with; its result block joins the reply, which
+        then goes on from a prompt rendered again with it, or pauses (`pause_turn`) after
+        `max_tool_iterations` calls, for the client to send back and continue."""
+        call, tools, runner = reply.call, reply.tools, self.server_tools
+        assert call is not None and tools is not None and runner is not None
+        reply.call = None
+        assert reply.content.message is not None
+        earlier = reply.content.message.content[:-1]  # not the call itself: a URL must come before it
+        tools.context[1:] = [block.model_dump_json() for block in earlier]
+        block = await runner.run(call, tools)
+        assert reply.progress.usage is not None
+        reply.progress.usage = reply.progress.usage.model_copy(update={"server_tool_use": tools.usage})
+        for event in reply.assembler.server_result(block):
+            yield event
+        reply.iterations += 1
+        if reply.iterations >= self.max_tool_iterations:
+            reply.stop = ("pause_turn", None)
+            return
+        await self._continue(reply)
+
+    async def _continue(self, reply: _Reply) -> None:
+        """The prompt after a server tool's result: the request's messages, then the reply so far
+        as an assistant message, rendered as a later request sending it back would be."""
+        prepared, progress = reply.prepared, reply.progress
+        params, message = prepared.params, reply.content.message
+        assert params is not None and message is not None and progress.usage is not None
+        so_far = MessageParam(role="assistant", content=[_as_param(block) for block in message.content])
+        messages = [*prepared.messages, so_far]
+        rendered = await self._render_messages(
+            prepared.served, params, messages, prepared.attachments or Attachments(), open_thinking=False
+        )
+        plan = await self._compile(prepared.served, rendered.plan, params)
+        generated = progress.output_tokens - reply.output_at_prompt
+        added = max(0, len(rendered.prompt.tokens) - len(reply.tokens) - generated)
+        progress.usage = progress.usage.model_copy(
+            update={"input_tokens": progress.usage.input_tokens + added}
+        )
+        reply.tokens, reply.images, reply.keep = rendered.prompt.tokens, rendered.prompt.images, ()
+        reply.plan = replace(plan, thinking=None)
+        reply.output_at_prompt = progress.output_tokens
 
     async def _render(
         self,
@@ -384,9 +543,12 @@ class MessagesService:
         workspace: str,
         *,
         enforce_window: bool = True,
+        uploads: dict[str, tuple[str, bytes]] | None = None,
     ) -> _Rendered:
-        """The prompt generation reads: the request's messages after its context edits, if any."""
+        """The prompt generation reads: the request's messages after its context edits, if any.
+        `uploads`: the `container_upload` files, by id (their names are shown to the model)."""
         attachments = await self._attachments(served, params, workspace)
+        attachments.uploads = {file_id: name for file_id, (name, _) in (uploads or {}).items()}
         if params.context_management is None:
             rendered = await self._render_messages(served, params, params.messages, attachments)
         else:
@@ -429,16 +591,27 @@ class MessagesService:
         params: MessageCreateParams | CountTokensParams,
         messages: list[MessageParam],
         attachments: Attachments,
+        *,
+        open_thinking: bool = True,
     ) -> _Rendered:
+        """`open_thinking`: a prompt for thinking ends with its opening tag (a reply that goes on
+        after a server tool's result answers straight away)."""
         # Off the event loop: a request of 50,000 messages takes seconds to lay out, and every
         # other request would wait for it. Tokenising yields to the loop as it goes.
         layout = await asyncio.to_thread(self._layout, served, params, messages, attachments)
         segments = layout.segments
         prompt = await tokenize(served.engine, segments)
-        if layout.thinking and not segments[-1].text.endswith(markup.THINK_OPEN):
+        if open_thinking and layout.thinking and not segments[-1].text.endswith(markup.THINK_OPEN):
             opener = await served.engine.tokenize(markup.THINK_OPEN, special=False)
             prompt = replace(prompt, tokens=prompt.tokens + tuple(opener))
-        return _Rendered(prompt, layout.breakpoints, layout.plan, original_tokens=len(prompt.tokens))
+        return _Rendered(
+            prompt,
+            layout.breakpoints,
+            layout.plan,
+            original_tokens=len(prompt.tokens),
+            messages=tuple(messages),
+            attachments=attachments,
+        )
 
     def _layout(
         self,
@@ -449,18 +622,26 @@ class MessagesService:
     ) -> _Layout:
         """The prompt's text segments, cache breakpoints and reply plan for `messages` (the request's,
         or those its context edits left), in pure CPU work."""
-        tools = custom_tools(params)
+        toolset = server_toolset(params)
+        functions = toolset.functions()
+        tools = custom_tools(params, functions) + functions
         opener = self.signer.opener()
         conversation = to_conversation(
-            messages, params.system, tools=tools, open_signature=opener, attachments=attachments
+            messages,
+            params.system,
+            tools=tools,
+            open_signature=opener,
+            attachments=attachments,
+            uploads=attachments.uploads,
         )
         plan = plan_reply(
-            params,
+            params.model_copy(update={"messages": messages}),
             tools,
             budgets=served.config.thinking_budgets,
             last_user_text=_last_user_text(conversation),
             has_prefill=bool(conversation.prefill),
             force_tool_use=served.config.force_tool_use,
+            groups=toolset.groups(),
         )
         plan = _capped_thinking(plan, params, served.config.max_thinking_tokens)
         plan = with_citations(plan, params, conversation.passages)
@@ -472,6 +653,7 @@ class MessagesService:
                 open_signature=opener,
                 attachments=attachments,
                 cite=False,
+                uploads=attachments.uploads,
             )
         template = self._template(served)
         thinking = plan.thinking is not None
@@ -516,6 +698,29 @@ class MessagesService:
         return self._templates[key]
 
 
+_CONTENT_PARAM: TypeAdapter[ContentBlockParam] = TypeAdapter(ContentBlockParam)
+
+
+def _as_param(block: ContentBlock) -> ContentBlockParam:
+    """A block of the reply so far as a client would send it back."""
+    return _CONTENT_PARAM.validate_python(block.model_dump(mode="json", exclude_none=True))
+
+
+def _container_id(container: Any) -> str | None:
+    """The request's `container`: an id, or `{"id": …}` (skills are not run by Sijo)."""
+    if container is None:
+        return None
+    if isinstance(container, str) and container:
+        return container
+    if isinstance(container, dict) and isinstance(container.get("id"), str):
+        if container.get("skills"):
+            raise InvalidRequestError("container.skills: skills are not supported by Sijo")
+        return str(container["id"])
+    if isinstance(container, dict) and container.get("id") is None and not container.get("skills"):
+        return None
+    raise InvalidRequestError("container: expected a container id or an object with an `id`")
+
+
 def _capped_thinking(
     plan: ReplyPlan, params: MessageCreateParams | CountTokensParams, cap: int | None
 ) -> ReplyPlan:
@@ -554,4 +759,5 @@ def usage_record(
         cache_write_1h_tokens=usage.cache_creation.ephemeral_1h_input_tokens,
         cache_read_tokens=usage.cache_read_input_tokens,
         thinking_tokens=thinking_tokens,
+        web_search_requests=0 if usage.server_tool_use is None else usage.server_tool_use.web_search_requests,
     )

@@ -16,11 +16,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import os
 import secrets
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 _VERSION = "v2"
 _MAC_SIZE = 32
@@ -119,3 +121,30 @@ def load_or_create_secret(path: Path) -> bytes:
     with os.fdopen(fd, "wb") as handle:
         handle.write(secret)
     return secret
+
+
+# Kinds of sealed blobs (`seal`): what a blob was made for is part of what is signed, so a blob made
+# for one use (a thinking signature, a search result) is refused as another.
+SEARCH_RESULT = "web_search_result"
+SEARCH_CITATION = "web_search_citation"
+
+
+def seal(signer: ThinkingSigner, kind: str, payload: dict[str, object]) -> str:
+    """`payload` (JSON) signed by this server, for a client to hand back unchanged: a web search
+    result's page text (`encrypted_content`), a citation's place in it (`encrypted_index`)."""
+    return signer.sign(kind + "\x00" + json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
+
+
+def open_sealed(open_text: Callable[[str], str], kind: str, blob: str) -> dict[str, Any]:
+    """What `seal` sealed as `kind`; ValueError if `blob` is not genuine or was sealed as another kind."""
+    text = open_text(blob)
+    found, _, body = text.partition("\x00")
+    if found != kind:
+        raise BadSignatureError(f"not a sealed {kind}")
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:
+        raise BadSignatureError("malformed sealed payload") from exc
+    if not isinstance(payload, dict):
+        raise BadSignatureError("malformed sealed payload")
+    return payload

@@ -210,8 +210,8 @@ CALL = {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "
             "tools.0.input_schema.type: Input should be 'object'",
         ),
         (
-            {"tools": [{"type": "web_search_20250305", "name": "web_search"}]},
-            "tools.0.type: 'web_search_20250305' tools are not supported by Sijo yet",
+            {"tools": [{"type": "memory_20250818", "name": "memory"}]},
+            "tools.0.type: 'memory_20250818' tools are not supported by Sijo yet",
         ),
         ({"tools": [WEATHER, WEATHER]}, "tools: Tool names must be unique."),
         (

@@ -22,7 +22,7 @@ import pytest
 from sijo.config import MediaConfig
 from sijo.errors import InvalidRequestError
 from sijo.media import fetch as fetch_module
-from sijo.media.fetch import FetchPolicy, IPAddress, fetch, refusal
+from sijo.media.fetch import FetchError, FetchFailure, FetchPolicy, IPAddress, fetch, refusal
 
 FIELD = "messages.0.content.1"
 PREFIX = f"{FIELD}.source.url: Unable to download the file: "
@@ -154,6 +154,12 @@ async def refused(url: str, policy: FetchPolicy = LOCAL) -> str:
     return message.removeprefix(PREFIX)
 
 
+async def failure(url: str, policy: FetchPolicy = LOCAL) -> FetchError:
+    with pytest.raises(FetchError) as caught:
+        await fetch(url, policy, field=FIELD)
+    return caught.value
+
+
 # --- addresses -------------------------------------------------------------------------------------
 
 
@@ -206,7 +212,9 @@ async def test_allowed_loopback_is_fetched(server: TestServer) -> None:
     got = await fetch(server.url("/bytes"), LOCAL, field=FIELD)
     assert got.data == b"\x89PNG-ish"
     assert got.content_type == "image/png"
+    assert got.charset == "binary"
     assert got.url == server.url("/bytes")
+    assert (await fetch(server.url("/whoami"), LOCAL, field=FIELD)).charset is None
 
 
 async def test_loopback_is_refused_by_default(server: TestServer) -> None:
@@ -449,3 +457,48 @@ async def test_connection_refused_is_a_400() -> None:
         port = probe.getsockname()[1]
     message = await refused(f"http://127.0.0.1:{port}/")
     assert message.startswith("the request to 127.0.0.1 failed (")
+
+
+# --- what kind of failure --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "policy", "reason"),
+    [
+        ("http://[::1", LOCAL, "invalid_url"),
+        ("ftp://example.com/a.png", LOCAL, "invalid_url"),
+        ("/redirect?to=file:///etc/passwd", LOCAL, "invalid_url"),
+        ("/bytes", FetchPolicy(), "refused"),
+        ("/bytes", FetchPolicy(allow=("127.0.0.1",), deny=("127.0.0.1",)), "refused"),
+        ("http://169.254.169.254/", LOCAL, "refused"),
+        ("/redirect?to=http://127.0.0.2/", LOCAL, "refused"),
+        ("/loop", LOCAL, "failed"),
+        ("/big", FetchPolicy(allow=("127.0.0.1",), max_bytes=999), "too_large"),
+        ("/slow", FetchPolicy(allow=("127.0.0.1",), timeout=0.2), "timeout"),
+    ],
+)
+async def test_failures_say_their_reason(
+    server: TestServer, path: str, policy: FetchPolicy, reason: FetchFailure
+) -> None:
+    """Callers other than image and document sources (web_fetch) tell failures apart by `reason`;
+    the error is still the same 400 with the same message."""
+    error = await failure(server.url(path) if path.startswith("/") else path, policy)
+    assert error.reason == reason
+    assert error.http_status is None
+    assert isinstance(error, InvalidRequestError)
+    assert error.status_code == 400
+    assert error.message == PREFIX + error.detail
+
+
+async def test_error_status_is_kept(server: TestServer) -> None:
+    error = await failure(server.url("/missing"))
+    assert (error.reason, error.http_status, error.detail) == ("status", 404, "HTTP status 404")
+
+
+async def test_unreachable_and_unresolvable_have_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert (await failure(f"http://127.0.0.1:{port}/")).reason == "failed"
+    fake_resolver(monkeypatch, {})
+    assert (await failure("http://nowhere.test/", FetchPolicy())).reason == "failed"

@@ -147,7 +147,7 @@ def test_pdfium_is_only_called_holding_the_lock(monkeypatch: pytest.MonkeyPatch)
 
     def watched(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
-            calls.append((name, pdf_module._PDFIUM.locked()))
+            calls.append((name, pdf_module.PDFIUM_LOCK.locked()))
             return original(*args, **kwargs)
 
         return call

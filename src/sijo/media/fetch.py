@@ -1,5 +1,5 @@
-"""Fetching `url` sources (images, PDFs) without letting a client reach what the operator has not
-opened: the server's own loopback, the private network behind it, cloud metadata services.
+"""Fetching `url` sources (images, PDFs) and web_fetch pages without letting a client reach what the
+operator has not opened: the server's own loopback, the private network behind it, cloud metadata services.
 
 An address check is only as good as the connection that follows it, so each hop is:
 
@@ -17,6 +17,10 @@ The whole fetch, redirects included, has one deadline; the body is read as a str
 past `max_bytes`. Proxies from the environment are ignored (a proxy would connect by name).
 `allow` and `deny` entries are a host name (`files.internal`), a suffix (`*.internal`), an IP
 address or a CIDR (`10.0.0.0/8`). A metadata address or name is opened only by naming it exactly.
+
+Every refusal or failure is a `FetchError`: an `InvalidRequestError` (the 400 an image or document
+source answers), whose `reason` tells the kinds apart without reading its message (web_fetch maps
+them to its error codes).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import asyncio
 import ipaddress
 import socket
 from dataclasses import dataclass
+from typing import Literal
 
 import httpx
 
@@ -76,27 +81,57 @@ class FetchPolicy:
         )
 
 
+# What kind of failure a `FetchError` is; `refused` is the one the operator's policy caused.
+FetchFailure = Literal["invalid_url", "refused", "failed", "status", "too_large", "timeout"]
+
+
+class FetchError(InvalidRequestError):
+    """A URL that was refused or could not be downloaded: a 400 on `{field}.source.url` for an image
+    or document source, and a typed failure for callers that answer otherwise (web_fetch's error
+    codes). `reason` is one of:
+
+    - `invalid_url`: not a URL, not http(s), no host (the first URL or a redirect's);
+    - `refused`: the host or an address it resolved to is one the policy does not reach (loopback,
+      private, link-local, metadata, denied...);
+    - `failed`: unresolvable, connection or download broken off, too many redirects;
+    - `status`: the site answered a non-2xx status, which is `http_status`;
+    - `too_large`: the body is over `max_bytes`;
+    - `timeout`: the whole fetch took longer than `timeout`.
+    """
+
+    def __init__(
+        self, field: str, reason: FetchFailure, detail: str, *, http_status: int | None = None
+    ) -> None:
+        super().__init__(f"{field}.source.url: Unable to download the file: {detail}")
+        self.reason: FetchFailure = reason
+        self.detail = detail
+        self.http_status = http_status
+
+
 @dataclass(frozen=True, slots=True)
 class Fetched:
-    """A downloaded body; `content_type` is the media type alone (`image/png`, no parameters) and
-    `url` the last hop's, after redirects."""
+    """A downloaded body; `content_type` is the media type alone (`image/png`, no parameters),
+    `charset` the one its Content-Type declared (None when it declared none) and `url` the last
+    hop's, after redirects."""
 
     data: bytes
     content_type: str | None
     url: str
+    charset: str | None = None
 
 
 async def fetch(url: str, policy: FetchPolicy, *, field: str) -> Fetched:
-    """Download `url` under `policy`; any refusal or failure is a 400 on `{field}.source.url`."""
+    """Download `url` under `policy`; any refusal or failure is a `FetchError`, a 400 on
+    `{field}.source.url`."""
     try:
         target = httpx.URL(url)
     except httpx.InvalidURL as exc:
-        raise _failure(field, f"the URL is not valid ({exc})") from None
+        raise _failure(field, "invalid_url", f"the URL is not valid ({exc})") from None
     try:
         async with asyncio.timeout(policy.timeout):
             return await _follow(target, policy, field)
     except (TimeoutError, httpx.TimeoutException):
-        raise _failure(field, f"timed out after {policy.timeout:g} s") from None
+        raise _failure(field, "timeout", f"timed out after {policy.timeout:g} s") from None
 
 
 async def resolve(host: str, port: int) -> list[IPAddress]:
@@ -141,20 +176,20 @@ async def _follow(url: httpx.URL, policy: FetchPolicy, field: str) -> Fetched:
             if isinstance(result, Fetched):
                 return result
             url = result
-    raise _failure(field, f"more than {policy.max_redirects} redirects")
+    raise _failure(field, "failed", f"more than {policy.max_redirects} redirects")
 
 
 async def _checked_address(url: httpx.URL, policy: FetchPolicy, field: str) -> IPAddress:
     """The address to connect to for `url`: resolved once, every answer checked."""
     if url.scheme not in ("http", "https"):
-        raise _failure(field, "only http and https URLs are allowed")
+        raise _failure(field, "invalid_url", "only http and https URLs are allowed")
     host = url.raw_host.decode("ascii").lower().rstrip(".")
     if not host:
-        raise _failure(field, "the URL has no host")
+        raise _failure(field, "invalid_url", "the URL has no host")
     if any(_matches(entry, host, None) for entry in policy.deny):
-        raise _failure(field, f"the host {host} is denied")
+        raise _failure(field, "refused", f"the host {host} is denied")
     if host in METADATA_HOSTS and not _allowed(policy, host, None, exact=True):
-        raise _failure(field, f"the host {host} is a cloud metadata service")
+        raise _failure(field, "refused", f"the host {host} is a cloud metadata service")
     addresses = await _addresses(host, url.port or (443 if url.scheme == "https" else 80), field)
     for address in addresses:
         _check_address(address, host, policy, field)
@@ -173,18 +208,18 @@ async def _addresses(host: str, port: int, field: str) -> list[IPAddress]:
     except (OSError, UnicodeError):
         addresses = []
     if not addresses:
-        raise _failure(field, f"the host {host} could not be resolved")
+        raise _failure(field, "failed", f"the host {host} could not be resolved")
     return addresses
 
 
 def _check_address(address: IPAddress, host: str, policy: FetchPolicy, field: str) -> None:
     if any(_matches(entry, host, address) for entry in policy.deny):
-        raise _failure(field, f"the address {address} is denied")
+        raise _failure(field, "refused", f"the address {address} is denied")
     reason = refusal(address)
     if reason is None:
         return
     if not _allowed(policy, host, address, exact=_is_metadata(address)):
-        raise _failure(field, f"the address {address} is {reason}")
+        raise _failure(field, "refused", f"the address {address} is {reason}")
 
 
 def _is_metadata(address: IPAddress) -> bool:
@@ -229,17 +264,20 @@ async def _get(
         raise
     except httpx.HTTPError as exc:
         raise _failure(
-            field, f"the request to {url.host} failed ({shown(exc) or type(exc).__name__})"
+            field, "failed", f"the request to {url.host} failed ({shown(exc) or type(exc).__name__})"
         ) from None
     try:
         if response.status_code in _REDIRECTS and "location" in response.headers:
             return url.join(response.headers["location"])
         if not response.is_success:
-            raise _failure(field, f"HTTP status {response.status_code}")
+            raise _failure(
+                field, "status", f"HTTP status {response.status_code}", http_status=response.status_code
+            )
         return Fetched(
             data=await _body(response, policy.max_bytes, field),
             content_type=_media_type(response),
             url=str(url),
+            charset=response.charset_encoding,
         )
     finally:
         await response.aclose()
@@ -259,7 +297,9 @@ async def _body(response: httpx.Response, max_bytes: int, field: str) -> bytes:
     except httpx.TimeoutException:
         raise
     except httpx.HTTPError as exc:
-        raise _failure(field, f"the download broke off ({shown(exc) or type(exc).__name__})") from None
+        raise _failure(
+            field, "failed", f"the download broke off ({shown(exc) or type(exc).__name__})"
+        ) from None
     return bytes(body)
 
 
@@ -270,9 +310,9 @@ def _media_type(response: httpx.Response) -> str | None:
     return value.split(";", 1)[0].strip().lower() or None
 
 
-def _too_large(field: str, max_bytes: int) -> InvalidRequestError:
-    return _failure(field, f"the file is larger than {max_bytes} bytes")
+def _too_large(field: str, max_bytes: int) -> FetchError:
+    return _failure(field, "too_large", f"the file is larger than {max_bytes} bytes")
 
 
-def _failure(field: str, reason: str) -> InvalidRequestError:
-    return InvalidRequestError(f"{field}.source.url: Unable to download the file: {reason}")
+def _failure(field: str, reason: FetchFailure, detail: str, *, http_status: int | None = None) -> FetchError:
+    return FetchError(field, reason, detail, http_status=http_status)

@@ -5,7 +5,7 @@ Field paths follow `images.py`: `field` is the document block's path (`messages.
 a rejection appends `.source.media_type` or `.source.data`.
 
 pdfium (through pypdfium2) is not thread-safe, and decoding runs on worker threads: every pdfium
-call is made holding `_PDFIUM`, the one piece of module state, and every pdfium object is closed
+call is made holding `PDFIUM_LOCK`, the one piece of module state, and every pdfium object is closed
 before the lock is let go (a finalizer running later, on another thread, would be a pdfium call
 outside the lock).
 
@@ -32,7 +32,7 @@ MAX_PDF_PAGES = 100
 MAX_RENDER_DPI = 300
 
 # pdfium keeps global state and may be entered by one thread at a time (see the module docstring).
-_PDFIUM = threading.Lock()
+PDFIUM_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,7 @@ def read_pdf(data: bytes, *, field: str, render: bool) -> list[PdfPage]:
         raise InvalidRequestError(
             f"{field}.source.data: PDF exceeds 32 MB maximum: {len(data)} bytes > {MAX_PDF_BYTES} bytes"
         )
-    with _PDFIUM:
+    with PDFIUM_LOCK:
         document = _open(data, field)
         try:
             if len(document) > MAX_PDF_PAGES:

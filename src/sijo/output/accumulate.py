@@ -49,7 +49,7 @@ class Accumulator:
         elif isinstance(event, MessageDeltaEvent):
             totals = {key: value for key, value in event.usage if value is not None}
             usage = message.usage.model_copy(update=totals)
-            update = event.delta.model_dump() | {"usage": usage}
+            update = {**dict(event.delta), "usage": usage}
             if event.context_management is not None:  # beside the delta, as the beta SDKs read it
                 update["context_management"] = event.context_management
             self.message = message.model_copy(update=update)

@@ -28,6 +28,7 @@ from sijo.protocol.events import (
 from sijo.protocol.message import (
     Message,
     OutputTokensDetails,
+    ServerToolUsage,
     StopReason,
     TextBlock,
     TextCitation,
@@ -35,6 +36,7 @@ from sijo.protocol.message import (
     ToolUseBlock,
     Usage,
 )
+from sijo.protocol.server_tools import Container, ServerToolResultBlock, ServerToolUseBlock
 
 BlockKind = Literal["text", "thinking", "tool_use"]
 
@@ -97,11 +99,24 @@ class MessageAssembler:
         )
         return events + self.close()
 
-    def tool_use(self, tool_use_id: str, name: str) -> list[StreamEvent]:
+    def tool_use(self, tool_use_id: str, name: str, *, server: bool = False) -> list[StreamEvent]:
+        """Open a tool call's block (a `server_tool_use` for a server tool); its input follows."""
         events = self.close()
-        block = ToolUseBlock(id=tool_use_id, name=name, input={})
+        block: ToolUseBlock | ServerToolUseBlock = (
+            ServerToolUseBlock(id=tool_use_id, name=name, input={})
+            if server
+            else ToolUseBlock(id=tool_use_id, name=name, input={})
+        )
         events.append(ContentBlockStartEvent(index=self._next_index, content_block=block))
         self._open = "tool_use"
+        return events
+
+    def server_result(self, block: ServerToolResultBlock) -> list[StreamEvent]:
+        """A server tool's result: the whole block in its start event, then its stop (reference §12)."""
+        events = self.close()
+        events.append(ContentBlockStartEvent(index=self._next_index, content_block=block))
+        self._next_index += 1
+        events.append(ContentBlockStopEvent(index=self._next_index - 1))
         return events
 
     def tool_input(self, fragment: str) -> list[StreamEvent]:
@@ -118,17 +133,27 @@ class MessageAssembler:
         return [ContentBlockStopEvent(index=self._next_index - 1)]
 
     def finish(
-        self, stop_reason: StopReason, stop_sequence: str | None, output_tokens: int, thinking_tokens: int = 0
+        self,
+        stop_reason: StopReason,
+        stop_sequence: str | None,
+        output_tokens: int,
+        thinking_tokens: int = 0,
+        *,
+        input_tokens: int | None = None,
+        server_tool_use: ServerToolUsage | None = None,
+        container: Container | None = None,
     ) -> list[StreamEvent]:
+        """The end: `input_tokens` where server tools' results added to the prompt's."""
         events = self.close()
         usage = MessageDeltaUsage(
-            input_tokens=self._usage.input_tokens,
+            input_tokens=self._usage.input_tokens if input_tokens is None else input_tokens,
             cache_creation_input_tokens=self._usage.cache_creation_input_tokens,
             cache_read_input_tokens=self._usage.cache_read_input_tokens,
             output_tokens=output_tokens,
             output_tokens_details=OutputTokensDetails(thinking_tokens=thinking_tokens),
+            server_tool_use=server_tool_use,
         )
-        delta = MessageDelta(stop_reason=stop_reason, stop_sequence=stop_sequence)
+        delta = MessageDelta(stop_reason=stop_reason, stop_sequence=stop_sequence, container=container)
         events += [MessageDeltaEvent(delta=delta, usage=usage), MessageStopEvent()]
         return events
 

@@ -10,6 +10,7 @@ quote is not part of the reply's text (the API does not bill it as output).
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping, Sequence
 
@@ -21,6 +22,7 @@ from sijo.protocol.message import (
     CitationCharLocation,
     CitationContentBlockLocation,
     CitationPageLocation,
+    CitationWebSearchResultLocation,
     TextCitation,
 )
 
@@ -49,6 +51,15 @@ def citation_of(passage: Passage) -> TextCitation:
         passage.document_title,
         passage.file_id,
     )
+    if passage.kind == "web_search_result_location":
+        # Opaque to clients, and nothing Sijo reads back: which result and where in it.
+        where = json.dumps([passage.document_index, passage.start, passage.end]).encode()
+        return CitationWebSearchResultLocation(
+            cited_text=text,
+            url=passage.url or "",
+            title=title,
+            encrypted_index=base64.urlsafe_b64encode(where).decode("ascii").rstrip("="),
+        )
     if passage.kind == "char_location":
         return CitationCharLocation(
             cited_text=text,

@@ -20,7 +20,8 @@ Text before the call stays text.
 from __future__ import annotations
 
 import json
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from sijo.ids import new_id
 from sijo.output.assembler import MessageAssembler
@@ -35,12 +36,28 @@ _NAME_START = '{"name": "'
 State = Literal["text", "name", "arguments", "between"]
 
 
-class ReplyParser:
-    """`calls` false: everything is text (no tools, or `tool_choice: none`)."""
+@dataclass(frozen=True, slots=True)
+class ServerCall:
+    """A whole call of a server tool, for Sijo to run."""
 
-    def __init__(self, assembler: MessageAssembler, *, calls: bool) -> None:
+    id: str
+    name: str
+    input: dict[str, Any]
+
+
+class ReplyParser:
+    """`calls` false: everything is text (no tools, or `tool_choice: none`). A call of one of
+    `server_tools` opens a `server_tool_use` block; once it is whole, the parser stops reading
+    (`server_call`): the reply goes on after Sijo has run it."""
+
+    def __init__(
+        self, assembler: MessageAssembler, *, calls: bool, server_tools: frozenset[str] = frozenset()
+    ) -> None:
         self._assembler = assembler
         self._calls = calls
+        self._server_tools = server_tools
+        self._call: tuple[str, str] | None = None  # the open call's id and name
+        self.server_call: ServerCall | None = None
         self._state: State = "text"
         self._buffer = ""
         self._text_started = False
@@ -51,19 +68,24 @@ class ReplyParser:
     def feed(self, text: str) -> list[StreamEvent]:
         if not self._calls:
             return self._text(text)
+        if self.server_call is not None:
+            return []
         self._buffer += text
         events: list[StreamEvent] = []
-        while True:
+        while self.server_call is None:
             step = self._advance()
             if step is None:
                 return events
             events += step
+        return events
 
     def flush(self, *, ended: bool = False) -> list[StreamEvent]:
         """The end of generation: whatever is held back is emitted as what it was, and a call cut
         short (see the module docstring) leaves no markup. `ended`: the model ended its turn itself,
         so text held back as a possible start of a call (a reply ending in `<`) was text after all."""
         rest, self._buffer = self._buffer, ""
+        if self.server_call is not None:
+            return []
         if self._state == "text":
             cut_call = bool(rest.strip()) and not ended  # `rest` is whitespace, then the tag's start
             return [] if cut_call else self._text(rest)
@@ -106,7 +128,9 @@ class ReplyParser:
                 return self._tool_input(buffer[: len(buffer) - keep]) or None
             self._buffer = buffer[end + len(_CALL_END) :]
             self._state = "between"
-            return self._tool_input(buffer[:end]) + self._assembler.close()
+            events = self._tool_input(buffer[:end]) + self._assembler.close()
+            self._end_call()
+            return events
         # between calls: the grammar allows only another call (or the end)
         start = buffer.find(_OPEN)
         if start < 0:
@@ -118,8 +142,23 @@ class ReplyParser:
     def _tool_use(self, name: str) -> list[StreamEvent]:
         self._state = "arguments"
         self._arguments = ""
-        self.tool_calls += 1
-        return self._assembler.tool_use(new_id("toolu"), name)
+        server = name in self._server_tools
+        call_id = new_id("srvtoolu" if server else "toolu")
+        self._call = (call_id, name)
+        if not server:
+            self.tool_calls += 1
+        return self._assembler.tool_use(call_id, name, server=server)
+
+    def _end_call(self) -> None:
+        """A call is whole: a server tool's is to be run (its arguments are JSON: the grammar saw to it)."""
+        if self._call is None or self._call[1] not in self._server_tools:
+            return
+        try:
+            arguments = json.loads(self._arguments)
+        except ValueError:
+            arguments = {}
+        call_id, name = self._call
+        self.server_call = ServerCall(call_id, name, arguments if isinstance(arguments, dict) else {})
 
     def _tool_input(self, fragment: str) -> list[StreamEvent]:
         self._arguments += fragment

@@ -123,6 +123,7 @@ class Attachments:
 
     images: dict[SourceKey, Bitmap] = field(default_factory=dict)
     documents: dict[SourceKey, LoadedDocument] = field(default_factory=dict)
+    uploads: dict[str, str] = field(default_factory=dict)  # container_upload file id → its name
 
     def image(self, source: ImageSource, where: str) -> Bitmap:
         bitmap = self.images.get(source_key(source))

@@ -27,15 +27,24 @@ from sijo.errors import InvalidRequestError, shown
 from sijo.prompt import markup
 from sijo.prompt.attachments import Attachments
 from sijo.prompt.documents import Documents, Passage
+from sijo.prompt.server_results import result_text
 from sijo.protocol.content import (
+    BashCodeExecutionToolResultBlockParam,
+    CodeExecutionToolResultBlockParam,
+    ContainerUploadBlockParam,
     ContentBlockParam,
     DocumentBlockParam,
     ImageBlockParam,
     RedactedThinkingBlockParam,
+    ServerToolResultBlockParam,
+    ServerToolUseBlockParam,
     TextBlockParam,
+    TextEditorCodeExecutionToolResultBlockParam,
     ThinkingBlockParam,
     ToolResultBlockParam,
     ToolUseBlockParam,
+    WebFetchToolResultBlockParam,
+    WebSearchToolResultBlockParam,
 )
 from sijo.protocol.params import MessageParam
 from sijo.protocol.tools import CustomTool
@@ -143,7 +152,9 @@ def to_conversation(
     open_signature: SignatureOpener = _refuse_signature,
     attachments: Attachments | None = None,
     cite: bool = True,
+    uploads: dict[str, str] | None = None,
 ) -> Conversation:
+    """`uploads`: where each `container_upload` file (by id) is in the code execution container."""
     if not messages:
         raise InvalidRequestError("messages: at least one message is required")
     _check_tool_pairing(messages)
@@ -152,8 +163,10 @@ def to_conversation(
     system_parts += _system_parts(system, blocks) if system else []
     last = len(messages) - 1
     documents = Documents(attachments or Attachments(), cite)
-    reader = _BlockReader(blocks, open_signature, documents)
-    turns = _merge([_to_turn(i, message, i == last, reader) for i, message in enumerate(messages)])
+    reader = _BlockReader(blocks, open_signature, documents, uploads or {})
+    turns = _merge(
+        [turn for i, message in enumerate(messages) for turn in _to_turns(i, message, i == last, reader)]
+    )
     while turns and turns[0].role == "system":
         system_parts += turns.pop(0).parts
     prefill = _split_prefill(turns)
@@ -188,7 +201,18 @@ def _tool_parts(tools: Sequence[CustomTool], blocks: _Numbering) -> list[Part]:
     return parts
 
 
-def _to_turn(index: int, message: MessageParam, is_final: bool, reader: _BlockReader) -> Turn:
+_SERVER_RESULTS = (
+    WebSearchToolResultBlockParam,
+    WebFetchToolResultBlockParam,
+    CodeExecutionToolResultBlockParam,
+    BashCodeExecutionToolResultBlockParam,
+    TextEditorCodeExecutionToolResultBlockParam,
+)
+
+
+def _to_turns(index: int, message: MessageParam, is_final: bool, reader: _BlockReader) -> list[Turn]:
+    """A message as turns: one, unless it is an assistant message holding server tool results, which
+    the model reads as tool responses between its own turns (a call, its result, the text after)."""
     field = f"messages.{index}.content"
     parts: tuple[Part, ...]
     if isinstance(message.content, str):
@@ -200,16 +224,32 @@ def _to_turn(index: int, message: MessageParam, is_final: bool, reader: _BlockRe
             f"messages.{index}: all messages must have non-empty content except for the "
             "optional final assistant message"
         )
-    return Turn(message.role, parts)
+    if message.role != "assistant" or isinstance(message.content, str):
+        return [Turn(message.role, parts)]
+    turns: list[Turn] = []
+    for block, part in zip(message.content, parts, strict=True):
+        role: Role = "user" if isinstance(block, _SERVER_RESULTS) else "assistant"
+        if turns and turns[-1].role == role:
+            turns[-1] = Turn(role, (*turns[-1].parts, part))
+        else:
+            turns.append(Turn(role, (part,)))
+    return turns or [Turn("assistant", ())]
 
 
 class _BlockReader:
     """Wire blocks → parts: text as is, tool and thinking blocks in the generic markup."""
 
-    def __init__(self, blocks: _Numbering, open_signature: SignatureOpener, documents: Documents) -> None:
+    def __init__(
+        self,
+        blocks: _Numbering,
+        open_signature: SignatureOpener,
+        documents: Documents,
+        uploads: dict[str, str],
+    ) -> None:
         self.blocks = blocks
         self._open_signature = open_signature
         self._documents = documents
+        self._uploads = uploads
 
     def part(self, field: str, role: str, block: ContentBlockParam, position: int) -> Part:
         ttl = (block.cache_control.ttl or "5m") if block.cache_control is not None else None
@@ -223,8 +263,18 @@ class _BlockReader:
             outcome = ToolOutcome(block.tool_use_id, content, bool(block.is_error))
             text = markup.tool_response_text(outcome.content, is_error=outcome.is_error)
             return Part(text, self.blocks.take(), ttl, field, outcome, images)
+        if isinstance(block, _SERVER_RESULTS):
+            _require_role(field, block.type, role, "assistant")
+            return self._server_result(field, block, ttl)
         text, data = self._read(field, role, block, position)
         return Part(text, self.blocks.take(), ttl, field, data)
+
+    def _server_result(self, field: str, block: ServerToolResultBlockParam, ttl: Ttl | None) -> Part:
+        passages = self._documents.passages if self._documents.cite else None
+        content, is_error = result_text(block, field, self._open_signature, passages)
+        outcome = ToolOutcome(block.tool_use_id, content, is_error)
+        text = markup.tool_response_text(outcome.content, is_error=outcome.is_error)
+        return Part(text, self.blocks.take(), ttl, field, outcome)
 
     def _result(self, field: str, block: ToolResultBlockParam) -> tuple[str, tuple[Bitmap, ...]]:
         """A tool result's content as text, with the images it holds marked where they are."""
@@ -257,6 +307,15 @@ class _BlockReader:
             separator = markup.CALL_SEPARATOR if position else ""
             call = ToolCall(block.id, block.name, block.input)
             return separator + markup.call_text(block.name, block.input), call
+        if isinstance(block, ServerToolUseBlockParam):
+            _require_role(field, block.type, role, "assistant")
+            separator = markup.CALL_SEPARATOR if position else ""
+            call = ToolCall(block.id, block.name, block.input)
+            return separator + markup.call_text(block.name, block.input), call
+        if isinstance(block, ContainerUploadBlockParam):
+            _require_role(field, block.type, role, "user")
+            path = self._uploads.get(block.file_id, block.file_id)
+            return f"[The file {path} was uploaded to the code execution container.]", None
         if isinstance(block, ThinkingBlockParam | RedactedThinkingBlockParam):
             _require_role(field, block.type, role, "assistant")
             return markup.thinking_text(self._thinking(field, block)), None

@@ -23,7 +23,10 @@ from sijo.prompt import markup
 from sijo.prompt.attachments import Attachments, LoadedDocument
 from sijo.protocol.content import DocumentBlockParam, FileDocumentSource, ImageBlockParam
 
-LocationKind = Literal["char_location", "page_location", "content_block_location"]
+LocationKind = Literal[
+    "char_location", "page_location", "content_block_location", "web_search_result_location"
+]
+MAX_CITED_CHARS = 150  # a web search citation's `cited_text` (reference §12)
 # Maps a sentence's character span to the location its citation reports.
 _Span = Callable[[int, int], tuple[int, int]]
 
@@ -41,6 +44,21 @@ class Passage:
     start: int
     end: int
     cited_text: str
+    url: str | None = None  # web search results: the page's
+
+
+def web_search_passages(text: str, number: int, title: str, url: str, passages: list[Passage]) -> str:
+    """A web search result's text with each sentence's reference (`w<number>.<sentence>`), its
+    passages appended to `passages`: web search citations are always on (reference §12)."""
+    shown: list[str] = []
+    for j, (start, end) in enumerate(sentences(text)):
+        ref = f"w{number}.{j + 1}"
+        cited = text[start:end].strip()[:MAX_CITED_CHARS]
+        passages.append(
+            Passage(ref, number - 1, title, None, "web_search_result_location", start, end, cited, url)
+        )
+        shown.append(f"[{ref}] {text[start:end].strip()}")
+    return "\n".join(shown)
 
 
 # A sentence ends at . ! ? (or their CJK forms) followed by space, or at a blank line.

@@ -150,36 +150,65 @@ class RedactedThinkingBlockParam(WireModel):
     cache_control: CacheControl | None = None
 
 
-class ServerToolUseBlockParam(_OpaqueBlockParam):
+class ServerToolUseBlockParam(WireModel):
+    """A server tool call of an earlier reply, sent back (reference §12)."""
+
     type: Literal["server_tool_use"]
+    id: str
+    name: str
+    input: dict[str, Any]
+    caller: ToolCallerParam | None = None
+    cache_control: CacheControl | None = None
 
 
-class WebSearchToolResultBlockParam(_OpaqueBlockParam):
+class _ServerToolResultParam(WireModel):
+    """A server tool's result of an earlier reply, sent back (read by `prompt/server_results.py`)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    tool_use_id: str
+    content: Any
+    cache_control: CacheControl | None = None
+
+
+class WebSearchToolResultBlockParam(_ServerToolResultParam):
     type: Literal["web_search_tool_result"]
 
 
-class WebFetchToolResultBlockParam(_OpaqueBlockParam):
+class WebFetchToolResultBlockParam(_ServerToolResultParam):
     type: Literal["web_fetch_tool_result"]
 
 
-class CodeExecutionToolResultBlockParam(_OpaqueBlockParam):
+class CodeExecutionToolResultBlockParam(_ServerToolResultParam):
     type: Literal["code_execution_tool_result"]
 
 
-class BashCodeExecutionToolResultBlockParam(_OpaqueBlockParam):
+class BashCodeExecutionToolResultBlockParam(_ServerToolResultParam):
     type: Literal["bash_code_execution_tool_result"]
 
 
-class TextEditorCodeExecutionToolResultBlockParam(_OpaqueBlockParam):
+class TextEditorCodeExecutionToolResultBlockParam(_ServerToolResultParam):
     type: Literal["text_editor_code_execution_tool_result"]
+
+
+ServerToolResultBlockParam = (
+    WebSearchToolResultBlockParam
+    | WebFetchToolResultBlockParam
+    | CodeExecutionToolResultBlockParam
+    | BashCodeExecutionToolResultBlockParam
+    | TextEditorCodeExecutionToolResultBlockParam
+)
 
 
 class ToolSearchToolResultBlockParam(_OpaqueBlockParam):
     type: Literal["tool_search_tool_result"]
 
 
-class ContainerUploadBlockParam(_OpaqueBlockParam):
+class ContainerUploadBlockParam(WireModel):
+    """A Files API file to place in the code execution container."""
+
     type: Literal["container_upload"]
+    file_id: str
+    cache_control: CacheControl | None = None
 
 
 class MidConvSystemBlockParam(_OpaqueBlockParam):

@@ -8,7 +8,15 @@ from pydantic import Field
 
 from sijo.protocol.base import ResponseModel
 from sijo.protocol.context_management import ContextManagementResponse
-from sijo.protocol.message import ContentBlock, Message, OutputTokensDetails, StopReason, TextCitation
+from sijo.protocol.message import (
+    ContentBlock,
+    Message,
+    OutputTokensDetails,
+    ServerToolUsage,
+    StopReason,
+    TextCitation,
+)
+from sijo.protocol.server_tools import Container
 
 
 class MessageStartEvent(ResponseModel):
@@ -67,6 +75,8 @@ class MessageDelta(ResponseModel):
     stop_reason: StopReason | None
     stop_sequence: str | None
     stop_details: dict[str, Any] | None = None
+    # The code execution container the reply used; the key is absent from replies that used none.
+    container: Container | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class MessageDeltaUsage(ResponseModel):
@@ -77,7 +87,7 @@ class MessageDeltaUsage(ResponseModel):
     cache_read_input_tokens: int
     output_tokens: int
     output_tokens_details: OutputTokensDetails | None = None
-    server_tool_use: dict[str, int] | None = None
+    server_tool_use: ServerToolUsage | None = None
 
 
 class MessageDeltaEvent(ResponseModel):

@@ -8,6 +8,15 @@ from pydantic import Field
 
 from sijo.protocol.base import ResponseModel
 from sijo.protocol.context_management import ContextManagementResponse, CountTokensContextManagement
+from sijo.protocol.server_tools import (
+    BashCodeExecutionToolResultBlock,
+    CodeExecutionToolResultBlock,
+    Container,
+    ServerToolUseBlock,
+    TextEditorCodeExecutionToolResultBlock,
+    WebFetchToolResultBlock,
+    WebSearchToolResultBlock,
+)
 
 StopReason = Literal[
     "end_turn",
@@ -56,8 +65,22 @@ class CitationContentBlockLocation(ResponseModel):
     file_id: str | None = None
 
 
+class CitationWebSearchResultLocation(ResponseModel):
+    """A passage of a web search result; `encrypted_index` says which (signed, opaque to clients)."""
+
+    type: Literal["web_search_result_location"] = "web_search_result_location"
+    cited_text: str  # at most 150 characters
+    url: str
+    title: str | None
+    encrypted_index: str
+
+
 TextCitation = Annotated[
-    CitationCharLocation | CitationPageLocation | CitationContentBlockLocation, Field(discriminator="type")
+    CitationCharLocation
+    | CitationPageLocation
+    | CitationContentBlockLocation
+    | CitationWebSearchResultLocation,
+    Field(discriminator="type"),
 ]
 
 
@@ -92,7 +115,17 @@ class RedactedThinkingBlock(ResponseModel):
 
 
 ContentBlock = Annotated[
-    TextBlock | ToolUseBlock | ThinkingBlock | RedactedThinkingBlock, Field(discriminator="type")
+    TextBlock
+    | ToolUseBlock
+    | ThinkingBlock
+    | RedactedThinkingBlock
+    | ServerToolUseBlock
+    | WebSearchToolResultBlock
+    | WebFetchToolResultBlock
+    | BashCodeExecutionToolResultBlock
+    | TextEditorCodeExecutionToolResultBlock
+    | CodeExecutionToolResultBlock,
+    Field(discriminator="type"),
 ]
 
 
@@ -131,7 +164,7 @@ class Message(ResponseModel):
     stop_reason: StopReason | None
     stop_sequence: str | None
     stop_details: dict[str, Any] | None = None
-    container: dict[str, Any] | None = None
+    container: Container | None = None
     usage: Usage
     # Only on the reply to a request that sent `context_management` (the beta's key).
     context_management: ContextManagementResponse | None = Field(

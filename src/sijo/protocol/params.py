@@ -67,7 +67,6 @@ class CountTokensParams(_ConversationParams):
 # The body fields of the real API that Sijo does not run yet; a request using one gets a 400.
 NOT_YET_SUPPORTED: tuple[str, ...] = (
     "mcp_servers",
-    "container",
     "diagnostics",
     "fallbacks",
     "fallback_credit_token",

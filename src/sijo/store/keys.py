@@ -162,6 +162,12 @@ class KeyStore:
                 connection.execute(update(api_keys).where(api_keys.c.id == key_id).values(**changes))
         return self.get(key_id)
 
+    def workspace_id(self, name: str) -> str | None:
+        """The id of the workspace called `name` (what requests of its keys are scoped by)."""
+        with self.engine.connect() as connection:
+            found = connection.execute(select(workspaces.c.id).where(workspaces.c.name == name)).scalar()
+        return None if found is None else str(found)
+
     def workspace_name(self, workspace_id: str) -> str | None:
         with self.engine.connect() as connection:
             name = connection.execute(
