@@ -43,7 +43,9 @@ def stream(url: str, body: dict[str, Any]) -> dict[str, float]:
     started = time.perf_counter()
     marks: dict[str, float] = {}
     tool_runs: list[float] = []
+    resumes: list[float] = []  # a result's start → the next block's start: re-render and prefill
     call_ended: float | None = None
+    result_at: float | None = None
     blocks: dict[int, str] = {}
     with httpx.stream(
         "POST", f"{url}/v1/messages", json={**body, "stream": True}, headers=HEADERS, timeout=300
@@ -57,9 +59,12 @@ def stream(url: str, body: dict[str, Any]) -> dict[str, float]:
             kind = event["type"]
             if kind == "content_block_start":
                 blocks[event["index"]] = event["content_block"]["type"]
+                if result_at is not None:
+                    resumes.append(now - result_at)
+                    result_at = None
                 if event["content_block"]["type"].endswith("_tool_result") and call_ended is not None:
                     tool_runs.append(now - call_ended)
-                    call_ended = None
+                    call_ended, result_at = None, now
             elif kind == "content_block_stop" and blocks.get(event["index"]) == "server_tool_use":
                 call_ended = now
             elif kind == "content_block_delta":
@@ -72,6 +77,7 @@ def stream(url: str, body: dict[str, Any]) -> dict[str, float]:
         "total": total,
         "tool": sum(tool_runs),
         "calls": len(tool_runs),
+        "resume": statistics.mean(resumes) if resumes else float("nan"),
         "tokens": marks.get("output_tokens", 0),
     }
 
@@ -102,13 +108,16 @@ def main() -> None:
         "messages": question,
         "temperature": 0,
     }
+    # Room for the model's call (it writes its own query or command) and an answer after the result.
+    with_tools = {**plain, "max_tokens": args.max_tokens + 160}
     search = {
-        **plain,
+        **with_tools,
+        "messages": [{"role": "user", "content": "Search the web for kimchi."}],
         "tools": [{"type": "web_search_20250305", "name": "web_search"}],
         "tool_choice": {"type": "tool", "name": "web_search"},
     }
     code = {
-        **plain,
+        **with_tools,
         "messages": [{"role": "user", "content": "Run a shell command that prints hello."}],
         "tools": [{"type": "code_execution_20250825", "name": "code_execution"}],
         "tool_choice": {"type": "tool", "name": "code_execution"},
@@ -134,7 +143,8 @@ def main() -> None:
         tool = statistics.median(run["tool"] / run["calls"] for run in runs)
         print(
             f"{name}: {tool * 1000:.1f} ms per call = {tool / decode:.2f}x a plain request's time, "
-            f"{tool / per_token:.1f} tokens' worth of decoding; "
+            f"{tool / per_token:.1f} tokens' worth of decoding; then {median(runs, 'resume') * 1000:.0f} ms "
+            f"to the next block (the prompt rendered again with the result, and its new tokens prefilled); "
             f"whole request {median(runs, 'total') * 1000:.0f} ms"
         )
 

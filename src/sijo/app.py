@@ -8,7 +8,7 @@ import mimetypes
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -30,7 +30,7 @@ from sijo.prompt.attachments import StoredBytes
 from sijo.prompt_cache import PromptCache
 from sijo.ratelimit import RateLimiter, rate_limiter
 from sijo.service import FileSource, MessagesService
-from sijo.signing import ThinkingSigner, load_or_create_secret
+from sijo.signing import SEALING, ThinkingSigner, load_or_create_secret
 from sijo.store.batches import BatchStore
 from sijo.store.db import connect, migrate
 from sijo.store.files import FileStore
@@ -183,6 +183,9 @@ def _batch_concurrency(settings: Settings, engines: Mapping[str, Engine]) -> int
     return max(1, slots - 1)
 
 
+OUTPUT_FILE_TTL = timedelta(days=30)  # files code wrote, as the API keeps container data
+
+
 def _server_tools(settings: Settings, signer: ThinkingSigner, files: FileStore) -> ServerTools:
     """web_search over the configured backend, web_fetch under the media fetch rules, code execution
     in bubblewrap with containers under the data directory and its output files in the Files API."""
@@ -194,7 +197,7 @@ def _server_tools(settings: Settings, signer: ThinkingSigner, files: FileStore) 
 
     async def save_output(workspace: str, filename: str, data: bytes) -> str:
         mime_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
-        record = await files.add(workspace, filename, mime_type, data)
+        record = await files.add(workspace, filename, mime_type, data, expires_in=OUTPUT_FILE_TTL)
         return record.id
 
     return ServerTools(
@@ -206,7 +209,7 @@ def _server_tools(settings: Settings, signer: ThinkingSigner, files: FileStore) 
             tmp_bytes=config.sandbox.tmp_mb * 1024 * 1024,
         ),
         containers=Containers(settings.data_dir / "containers", config.sandbox.container_ttl),
-        signer=signer,
+        sealer=signer.derived(SEALING),
         read_upload=read_upload,
         save_output=save_output,
         max_output_file_bytes=config.sandbox.max_file_bytes,

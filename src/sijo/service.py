@@ -49,14 +49,15 @@ from sijo.prompt.context_edits import apply_edits, checked_edits
 from sijo.prompt.conversation import Conversation, to_conversation
 from sijo.prompt.template import ChatTemplate, Prompt, Segment, tokenize
 from sijo.prompt_cache import NO_CACHE, Breakpoint, PromptCache, breakpoints
-from sijo.protocol.content import ContainerUploadBlockParam, ContentBlockParam
+from sijo.protocol.content import ContainerUploadBlockParam, ContentBlockParam, ServerToolResultBlockParam
 from sijo.protocol.context_management import ContextManagementResponse, CountTokensContextManagement
 from sijo.protocol.events import MessageDeltaEvent, StreamEvent
 from sijo.protocol.message import CacheCreation, ContentBlock, Message, MessageTokensCount, StopReason, Usage
 from sijo.protocol.params import NOT_YET_SUPPORTED, CountTokensParams, MessageCreateParams, MessageParam
 from sijo.protocol.reasoning import ThinkingAdaptive, ThinkingEnabled
+from sijo.protocol.server_tools import ServerToolResultBlock
 from sijo.reply_plan import ReplyPlan, custom_tools, plan_reply, with_citations
-from sijo.signing import ThinkingSigner
+from sijo.signing import SEALING, ThinkingSigner
 from sijo.store.ledger import UsageLedger
 from sijo.tools.runner import ServerTools, ToolRun
 from sijo.tools.toolset import ServerToolSet, server_toolset
@@ -154,6 +155,7 @@ class _Reply:
     tools: ToolRun | None = None
     stop: tuple[StopReason, str | None] | None = None
     call: ServerCall | None = None
+    then_stop: tuple[StopReason, str | None] | None = None  # after `call` is run
     iterations: int = 0  # server tool calls run
     output_at_prompt: int = 0  # output tokens when `tokens` was last rendered
 
@@ -182,6 +184,7 @@ class MessagesService:
         self.fetch_policy = fetch_policy
         self._decoded = DecodedImages()
         self.signer = signer
+        self.sealer = signer.derived(SEALING)
         self.cache = cache if cache is not None else PromptCache()
         self._templates: dict[int, ChatTemplate] = {}
 
@@ -375,11 +378,10 @@ class MessagesService:
     def _tool_run(self, prepared: PreparedMessage) -> ToolRun | None:
         if not prepared.toolset:
             return None
-        asked = "\n".join(message.model_dump_json() for message in prepared.messages)
         return ToolRun(
             prepared.workspace,
             prepared.toolset,
-            [asked],
+            [_fetchable(message) for message in prepared.messages],
             container_id=prepared.container_id,
             uploads=prepared.uploads,
         )
@@ -433,6 +435,7 @@ class MessagesService:
         closed += await engine.tokenize(markup.THINK_CLOSE, special=False)
         reply.tokens = reply.tokens + tuple(closed)
         reply.keep = ()
+        reply.output_at_prompt = progress.output_tokens  # the thinking is in the prompt now
 
     async def _answer(self, reply: _Reply) -> AsyncGenerator[StreamEvent, None]:
         """An answer: text, client tool calls, or text ending in a server tool's call to run."""
@@ -480,14 +483,15 @@ class MessagesService:
                     break
         finally:
             await generation.aclose()
-        if isinstance(parser, ReplyParser) and parser.server_call is not None:
-            if not parser.tool_calls:  # after a client's call, the client's turn comes first
-                reply.call = parser.server_call
-                return
-            stop_reason = "tool_use"
         if matched is None:
             for event in parser.feed(matcher.flush()):
                 yield event
+        if isinstance(parser, ReplyParser) and parser.server_call is not None:
+            # Run it (a stop sequence can only have come after it). After a client's call, the
+            # reply then ends for the client to run theirs, as the API's does.
+            reply.call = parser.server_call
+            reply.then_stop = ("tool_use", None) if parser.tool_calls else None
+            return
         for event in parser.flush(ended=stop_reason == "end_turn"):
             yield event
         if whole and matched is None and parser.tool_calls:  # calls that fitted whole get run
@@ -502,14 +506,17 @@ class MessagesService:
         assert call is not None and tools is not None and runner is not None
         reply.call = None
         assert reply.content.message is not None
-        earlier = reply.content.message.content[:-1]  # not the call itself: a URL must come before it
-        tools.context[1:] = [block.model_dump_json() for block in earlier]
+        results = [b for b in reply.content.message.content if isinstance(b, ServerToolResultBlock)]
+        tools.context[len(reply.prepared.messages) :] = [block.model_dump_json() for block in results]
         block = await runner.run(call, tools)
         assert reply.progress.usage is not None
         reply.progress.usage = reply.progress.usage.model_copy(update={"server_tool_use": tools.usage})
         for event in reply.assembler.server_result(block):
             yield event
         reply.iterations += 1
+        if reply.then_stop is not None:
+            reply.stop = reply.then_stop
+            return
         if reply.iterations >= self.max_tool_iterations:
             reply.stop = ("pause_turn", None)
             return
@@ -633,6 +640,7 @@ class MessagesService:
             open_signature=opener,
             attachments=attachments,
             uploads=attachments.uploads,
+            open_sealed=self.sealer.opener(),
         )
         plan = plan_reply(
             params.model_copy(update={"messages": messages}),
@@ -654,6 +662,7 @@ class MessagesService:
                 attachments=attachments,
                 cite=False,
                 uploads=attachments.uploads,
+                open_sealed=self.sealer.opener(),
             )
         template = self._template(served)
         thinking = plan.thinking is not None
@@ -704,6 +713,18 @@ _CONTENT_PARAM: TypeAdapter[ContentBlockParam] = TypeAdapter(ContentBlockParam)
 def _as_param(block: ContentBlock) -> ContentBlockParam:
     """A block of the reply so far as a client would send it back."""
     return _CONTENT_PARAM.validate_python(block.model_dump(mode="json", exclude_none=True))
+
+
+def _fetchable(message: MessageParam) -> str:
+    """What of a message web_fetch may take URLs from: a user's whole message (text, documents, tool
+    results), and of an assistant's only the results of server tools, never its own words."""
+    if message.role == "user":
+        return message.model_dump_json()
+    if isinstance(message.content, str):
+        return ""
+    return "\n".join(
+        b.model_dump_json() for b in message.content if isinstance(b, ServerToolResultBlockParam)
+    )
 
 
 def _container_id(container: Any) -> str | None:

@@ -74,6 +74,10 @@ class ThinkingSigner:
         except (zlib.error, UnicodeDecodeError) as exc:
             raise BadSignatureError("malformed signature") from exc
 
+    def derived(self, context: bytes) -> ThinkingSigner:
+        """A signer under a key of its own for another use (`SEALING`): what one signs, the other refuses."""
+        return ThinkingSigner(hmac.new(self._secret, context, hashlib.sha256).digest())
+
     def opener(self, budget: int = MAX_REQUEST_THINKING_BYTES) -> Callable[[str], str]:
         """`open` for one request: all the thinking its signatures carry together is at most
         `budget` bytes, so a body repeating one genuine, highly compressible signature thousands of
@@ -123,16 +127,16 @@ def load_or_create_secret(path: Path) -> bytes:
     return secret
 
 
-# Kinds of sealed blobs (`seal`): what a blob was made for is part of what is signed, so a blob made
-# for one use (a thinking signature, a search result) is refused as another.
+# Sealed blobs (`seal`) are signed by `signer.derived(SEALING)`, never by the thinking signer itself,
+# and their kind is part of what is signed: a blob made for one use is refused as another.
+SEALING = b"sijo-sealed-v1"
 SEARCH_RESULT = "web_search_result"
-SEARCH_CITATION = "web_search_citation"
 
 
-def seal(signer: ThinkingSigner, kind: str, payload: dict[str, object]) -> str:
-    """`payload` (JSON) signed by this server, for a client to hand back unchanged: a web search
-    result's page text (`encrypted_content`), a citation's place in it (`encrypted_index`)."""
-    return signer.sign(kind + "\x00" + json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
+def seal(sealer: ThinkingSigner, kind: str, payload: dict[str, object]) -> str:
+    """`payload` (JSON) signed by this server's `sealer` (`derived(SEALING)`), for a client to hand
+    back unchanged: a web search result's page text (`encrypted_content`)."""
+    return sealer.sign(kind + "\x00" + json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
 
 
 def open_sealed(open_text: Callable[[str], str], kind: str, blob: str) -> dict[str, Any]:

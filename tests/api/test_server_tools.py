@@ -8,8 +8,11 @@ code execution) and the reply goes on in the same message. Streaming and not agr
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -19,10 +22,11 @@ import pytest
 from pydantic import TypeAdapter
 
 from sijo.app import create_app
-from sijo.config import ModelConfig, Settings
+from sijo.config import DEFAULT_PRICES, ModelConfig, SearchConfig, Settings
 from sijo.engines.fake import FakeEngine
 from sijo.media.fetch import FetchPolicy
 from sijo.output.accumulate import Accumulator
+from sijo.pricing import cost_lines
 from sijo.prompt import markup
 from sijo.protocol.events import PingEvent, StreamEvent
 from sijo.tools.web_search.indexing import add_sources
@@ -140,7 +144,9 @@ async def test_a_forced_web_search_runs_and_the_reply_goes_on_in_the_same_messag
     assert message["usage"]["server_tool_use"] == {"web_search_requests": 1, "web_fetch_requests": 0}
     # The answer was generated after the result: its prompt holds the page the search found.
     assert "1,947 metres" in prompt_text(engine)
-    assert message["usage"]["input_tokens"] > len(engine.requests[-4].tokens)  # the result was read as input
+    # Input: the first prompt, and what the result added to it (the call itself was output: 3 tokens).
+    assert message["usage"]["input_tokens"] == len(engine.requests[-1].tokens) - 3
+    assert message["usage"]["output_tokens"] == 3 + len(ANSWER) + 1  # the call, the answer, its end
 
 
 async def test_the_blocks_sent_back_are_read_and_a_forged_page_is_refused(
@@ -263,6 +269,14 @@ async def test_count_tokens_counts_the_server_tools(client: httpx.AsyncClient) -
 
 class _Pages(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
+        if self.path == "/base64":  # a codec Python knows, that is not a text encoding
+            page = b"<html><body><p>Hallasan is on Jeju.</p></body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=base64")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+            return
         body = b"<html><head><title>Jeju</title></head><body><article><p>Jeju has a volcano called Hallasan, the highest mountain in South Korea.</p></article></body></html>"
         self.send_response(200)
         self.send_header("Content-Type", "text/html; charset=utf-8")
@@ -427,3 +441,186 @@ async def test_thinking_then_a_search_then_the_answer(client: httpx.AsyncClient,
     # The answer's prompt holds the signed thinking, the call and its result, and opens no new thinking.
     assert "I should search." in prompt_text(engine) and "napa cabbage" in prompt_text(engine)
     assert not prompt_text(engine).endswith("<think>\n")
+    # Input: the prompt the answer read, less what the reply wrote before it: the thinking (as the
+    # answer's first prompt holds it) and the call (3 tokens).
+    think, first, answer = (len(request.tokens) for request in engine.requests[-3:])
+    assert message["usage"]["input_tokens"] == think + (answer - first - 3)
+    assert message["usage"]["output_tokens_details"]["thinking_tokens"] == 3  # 2 pieces, the end token
+
+
+async def test_searches_are_billed_in_the_ledger(engine: FakeEngine, settings: Settings) -> None:
+    """The usage ledger records the searches a reply made; the cost report prices them ($10 per
+    1,000, on a line of their own)."""
+    app = create_app(settings, engines={"default": engine})
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://sijo.localhost", headers=HEADERS
+        ) as client:
+            body = {
+                "model": "claude-sonnet-4-6",
+                "max_tokens": 300,
+                "messages": [{"role": "user", "content": "Search twice."}],
+                "tools": [SEARCH],
+            }
+            replies = [
+                call("web_search", {"query": "kimchi"}),
+                call("web_search", {"query": "volcano"}),
+                ANSWER,
+            ]
+            for pieces in replies:
+                engine.enqueue(pieces)
+            response = await client.post("/v1/messages", json=body)
+            assert response.status_code == 200, response.text
+            await app.state.ledger.flush()
+            now = datetime.now(UTC)
+            records = app.state.ledger.records(now - timedelta(minutes=5), now + timedelta(minutes=1))
+    (record,) = records
+    assert record.web_search_requests == 2
+    assert record.uncached_input_tokens == response.json()["usage"]["input_tokens"]
+    lines = cost_lines(record, DEFAULT_PRICES)
+    assert ("web_search", 2, Decimal("0.02")) in [(line.cost_type, line.tokens, line.usd) for line in lines]
+
+
+async def test_a_search_service_that_is_down_is_an_unavailable_result(
+    engine: FakeEngine, settings: Settings
+) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    search = {"backend": "searxng", "url": f"http://127.0.0.1:{closed}", "timeout": 2}
+    tools = settings.server_tools.model_copy(update={"search": SearchConfig(**search)})
+    app = create_app(settings.model_copy(update={"server_tools": tools}), engines={"default": engine})
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://sijo.localhost", headers=HEADERS
+        ) as client:
+            body = {
+                "model": "claude-sonnet-4-6",
+                "max_tokens": 300,
+                "messages": [{"role": "user", "content": "Search."}],
+                "tools": [SEARCH],
+            }
+            message = await both(client, engine, [call("web_search", {"query": "kimchi"}), ANSWER], body)
+    assert message["content"][1]["content"] == {
+        "type": "web_search_tool_result_error",
+        "error_code": "unavailable",
+    }
+    assert message["usage"]["server_tool_use"]["web_search_requests"] == 0
+    assert message["content"][2] == {"type": "text", "text": "The answer."}
+
+
+async def test_web_fetch_takes_urls_from_the_user_and_from_results_never_from_the_model(
+    client: httpx.AsyncClient, engine: FakeEngine, site: str
+) -> None:
+    """The model cannot make a URL fetchable by writing it: not in its text, not in a refused call."""
+    url = f"{site}/jeju"
+    body = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 400,
+        "messages": [{"role": "user", "content": "Tell me about Jeju."}],
+        "tools": [FETCH],
+    }
+    replies = [
+        [f"I will read {url} now.", *call("web_fetch", {"url": url})],
+        call("web_fetch", {"url": url}),  # the same URL again: now in the first call's input
+        ANSWER,
+    ]
+    message = await both(client, engine, replies, body)
+    refused = [b["content"] for b in message["content"] if b["type"] == "web_fetch_tool_result"]
+    assert refused == [{"type": "web_fetch_tool_result_error", "error_code": "url_not_in_prior_context"}] * 2
+    assert message["usage"]["server_tool_use"]["web_fetch_requests"] == 0
+    # A prefix of a URL the user gave is not that URL.
+    engine.enqueue(call("web_fetch", {"url": f"{site}/je"}))
+    engine.enqueue(ANSWER)
+    asked = {**body, "messages": [{"role": "user", "content": f"Summarise {url}."}]}
+    prefix = (await client.post("/v1/messages", json=asked)).json()
+    assert prefix["content"][1]["content"]["error_code"] == "url_not_in_prior_context"
+
+
+async def test_web_fetch_never_reaches_loopback_unless_the_operator_allows_it(
+    engine: FakeEngine, data_dir: Path, site: str
+) -> None:
+    app = create_app(Settings(data_dir=data_dir), engines={"default": engine})
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://sijo.localhost", headers=HEADERS
+        ) as client:
+            url = f"{site}/jeju"
+            body = {
+                "model": "claude-sonnet-4-6",
+                "max_tokens": 300,
+                "messages": [{"role": "user", "content": f"Read {url} and http://169.254.169.254/latest/"}],
+                "tools": [FETCH],
+            }
+            replies = [
+                call("web_fetch", {"url": url}),
+                call("web_fetch", {"url": "http://169.254.169.254/latest/"}),
+                ANSWER,
+            ]
+            message = await both(client, engine, replies, body)
+    results = [b["content"] for b in message["content"] if b["type"] == "web_fetch_tool_result"]
+    assert [r["error_code"] for r in results] == ["url_not_allowed", "url_not_allowed"]
+
+
+async def test_a_page_in_a_codec_that_is_not_text_is_still_read(
+    client: httpx.AsyncClient, engine: FakeEngine, site: str
+) -> None:
+    url = f"{site}/base64"
+    body = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 300,
+        "messages": [{"role": "user", "content": f"Read {url}"}],
+        "tools": [FETCH],
+    }
+    message = await both(client, engine, [call("web_fetch", {"url": url}), ANSWER], body)
+    document = message["content"][1]["content"]["content"]
+    assert "Hallasan" in document["source"]["data"]
+
+
+async def test_a_client_call_then_a_server_call_runs_it_and_stops_for_the_client(
+    client: httpx.AsyncClient, engine: FakeEngine
+) -> None:
+    body = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 300,
+        "messages": [{"role": "user", "content": "Note it and search."}],
+        "tools": [{"name": "save_note", "input_schema": {"type": "object"}}, SEARCH],
+    }
+    pieces = [*call("save_note", {}), markup.CALL_SEPARATOR, *call("web_search", {"query": "kimchi"})]
+    message = await both(client, engine, [pieces], body)
+    assert [b["type"] for b in message["content"]] == [
+        "tool_use",
+        "server_tool_use",
+        "web_search_tool_result",
+    ]
+    assert message["stop_reason"] == "tool_use"
+
+
+async def test_an_upload_with_an_odd_name_is_placed_under_its_id(
+    client: httpx.AsyncClient, engine: FakeEngine
+) -> None:
+    upload = await client.post("/v1/files", files={"file": ("..", b"x\n", "text/plain")})
+    assert upload.status_code == 200, upload.text
+    file_id = upload.json()["id"]
+    body = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 300,
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "List."},
+                    {"type": "container_upload", "file_id": file_id},
+                ],
+            }
+        ],
+        "tools": [CODE],
+    }
+    engine.enqueue(call("bash_code_execution", {"command": "ls"}))
+    engine.enqueue(ANSWER)
+    response = await client.post("/v1/messages", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["content"][1]["content"]["stdout"].split() == [file_id]

@@ -52,7 +52,7 @@ def citation_of(passage: Passage) -> TextCitation:
         passage.file_id,
     )
     if passage.kind == "web_search_result_location":
-        # Opaque to clients, and nothing Sijo reads back: which result and where in it.
+        # Opaque to clients (not signed: Sijo never reads it back): which result, and where in it.
         where = json.dumps([passage.document_index, passage.start, passage.end]).encode()
         return CitationWebSearchResultLocation(
             cited_text=text,

@@ -153,8 +153,10 @@ def to_conversation(
     attachments: Attachments | None = None,
     cite: bool = True,
     uploads: dict[str, str] | None = None,
+    open_sealed: SignatureOpener = _refuse_signature,
 ) -> Conversation:
-    """`uploads`: where each `container_upload` file (by id) is in the code execution container."""
+    """`uploads`: where each `container_upload` file (by id) is in the code execution container;
+    `open_sealed` opens what server tools sealed (a web search result's `encrypted_content`)."""
     if not messages:
         raise InvalidRequestError("messages: at least one message is required")
     _check_tool_pairing(messages)
@@ -163,7 +165,7 @@ def to_conversation(
     system_parts += _system_parts(system, blocks) if system else []
     last = len(messages) - 1
     documents = Documents(attachments or Attachments(), cite)
-    reader = _BlockReader(blocks, open_signature, documents, uploads or {})
+    reader = _BlockReader(blocks, open_signature, documents, uploads or {}, open_sealed)
     turns = _merge(
         [turn for i, message in enumerate(messages) for turn in _to_turns(i, message, i == last, reader)]
     )
@@ -245,11 +247,13 @@ class _BlockReader:
         open_signature: SignatureOpener,
         documents: Documents,
         uploads: dict[str, str],
+        open_sealed: SignatureOpener,
     ) -> None:
         self.blocks = blocks
         self._open_signature = open_signature
         self._documents = documents
         self._uploads = uploads
+        self._open_sealed = open_sealed
 
     def part(self, field: str, role: str, block: ContentBlockParam, position: int) -> Part:
         ttl = (block.cache_control.ttl or "5m") if block.cache_control is not None else None
@@ -271,7 +275,7 @@ class _BlockReader:
 
     def _server_result(self, field: str, block: ServerToolResultBlockParam, ttl: Ttl | None) -> Part:
         passages = self._documents.passages if self._documents.cite else None
-        content, is_error = result_text(block, field, self._open_signature, passages)
+        content, is_error = result_text(block, field, self._open_sealed, passages)
         outcome = ToolOutcome(block.tool_use_id, content, is_error)
         text = markup.tool_response_text(outcome.content, is_error=outcome.is_error)
         return Part(text, self.blocks.take(), ttl, field, outcome)

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
+import re
 import shlex
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from sijo.errors import InvalidRequestError
 from sijo.media.fetch import FetchPolicy
+from sijo.media.pdf import read_pdf
 from sijo.output.reply import ServerCall
 from sijo.protocol.base import rfc3339
 from sijo.protocol.message import ServerToolUsage
@@ -67,9 +70,11 @@ from sijo.tools.web_search.backends import (
 )
 from sijo.tools.web_search.domains import url_allowed
 
+logger = logging.getLogger("sijo.tools")
+
 MAX_QUERY_CHARS = 500  # longer queries get `query_too_long`
 CHARS_PER_TOKEN = 4  # web_fetch's `max_content_tokens`, in characters
-OUTPUT_FILE_TTL = timedelta(days=30)
+SWEEP_SECONDS = 3600.0  # expired containers are removed at most this often
 
 # Reads a Files API file of a workspace: (workspace, file id) → (filename, bytes), or None.
 UploadReader = Callable[[str, str], Awaitable[tuple[str, bytes] | None]]
@@ -85,7 +90,9 @@ class ToolRun:
 
     workspace: str
     toolset: ServerToolSet
-    context: list[str]  # the conversation's text so far: URLs web_fetch may fetch appear in it
+    # What web_fetch may fetch: the URLs of the user's messages and of tools' results so far (never
+    # of the model's own text or calls: it could name any URL, then fetch it).
+    context: list[str]
     container_id: str | None = None  # the request's `container`, to reuse
     uploads: tuple[tuple[str, bytes], ...] = ()  # `container_upload` files: (name, bytes)
     uses: dict[str, int] = field(default_factory=dict)
@@ -95,7 +102,7 @@ class ToolRun:
 
     @property
     def usage(self) -> ServerToolUsage | None:
-        if not self.toolset or (self.toolset.web_search is None and self.toolset.web_fetch is None):
+        if not self.toolset:
             return None
         return ServerToolUsage(
             web_search_requests=self.web_search_requests, web_fetch_requests=self.web_fetch_requests
@@ -121,7 +128,7 @@ class ServerTools:
         fetch_policy: FetchPolicy,
         sandbox: Sandbox,
         containers: Containers,
-        signer: ThinkingSigner,
+        sealer: ThinkingSigner,
         read_upload: UploadReader,
         save_output: OutputSaver,
         max_output_file_bytes: int,
@@ -131,11 +138,12 @@ class ServerTools:
         self.fetch_policy = fetch_policy
         self.sandbox = sandbox
         self.containers = containers
-        self._signer = signer
+        self._sealer = sealer
         self._read_upload = read_upload
         self._save_output = save_output
         self._max_output_file_bytes = max_output_file_bytes
         self._max_results = max_results
+        self._next_sweep = 0.0
 
     def reuse(self, workspace: str, container_id: str) -> Container:
         """The request's `container`: one of the workspace's that has not expired, or a 400."""
@@ -151,10 +159,21 @@ class ServerTools:
             upload = await self._read_upload(workspace, file_id)
             if upload is None:
                 raise InvalidRequestError(f"container_upload: file '{file_id}' was not found")
-            found.append(upload)
+            name, data = upload
+            name = Path(name.replace("\x00", "")).name
+            found.append((name if name not in ("", ".", "..") else file_id, data))
         return tuple(found)
 
     async def run(self, call: ServerCall, run: ToolRun) -> ServerToolResultBlock:
+        """The call's result block. A failure of Sijo's own (a disk full, a container gone) is the
+        tool's `unavailable` result, logged: the reply goes on, as the API's does."""
+        try:
+            return await self._run(call, run)
+        except Exception:
+            logger.exception("the %s server tool failed", call.name)
+            return _unavailable(call)
+
+    async def _run(self, call: ServerCall, run: ToolRun) -> ServerToolResultBlock:
         if call.name == "web_search":
             return WebSearchToolResultBlock(tool_use_id=call.id, content=await self._search(call, run))
         if call.name == "web_fetch":
@@ -203,7 +222,7 @@ class ServerTools:
         return [self._search_result(hit) for hit in hits[: request.max_results]]
 
     def _search_result(self, hit: SearchHit) -> WebSearchResultBlock:
-        sealed = seal(self._signer, SEARCH_RESULT, {"url": hit.url, "title": hit.title, "text": hit.text})
+        sealed = seal(self._sealer, SEARCH_RESULT, {"url": hit.url, "title": hit.title, "text": hit.text})
         return WebSearchResultBlock(
             url=hit.url, title=hit.title, encrypted_content=sealed, page_age=hit.page_age
         )
@@ -218,7 +237,7 @@ class ServerTools:
         url = call.input.get("url")
         if not isinstance(url, str) or not url:
             return WebFetchToolResultError(error_code="invalid_tool_input")
-        if not any(url in text for text in run.context):
+        if url not in mentioned_urls(run.context):
             return WebFetchToolResultError(error_code="url_not_in_prior_context")
         if not url_allowed(url, tuple(tool.allowed_domains or ()), tuple(tool.blocked_domains or ())):
             return WebFetchToolResultError(error_code="url_not_allowed")
@@ -226,6 +245,8 @@ class ServerTools:
             page = await fetch_page(url, self.fetch_policy)
         except WebFetchError as exc:
             return WebFetchToolResultError(error_code=exc.error_code)
+        if page.media_type == "application/pdf" and not await _readable_pdf(page.data or b""):
+            return WebFetchToolResultError(error_code="unsupported_content_type")
         run.web_fetch_requests += 1
         cited = tool.citations is not None and bool(tool.citations.enabled)
         return WebFetchResultBlock(
@@ -240,6 +261,9 @@ class ServerTools:
         """The reply's container: the request's, or a new one; touched (its expiry moves on). The
         sandbox is checked first, so that no container is made where none can run."""
         await asyncio.to_thread(self.sandbox.check)
+        if time.monotonic() >= self._next_sweep:
+            self._next_sweep = time.monotonic() + SWEEP_SECONDS
+            await asyncio.to_thread(self.containers.sweep)
         if run.container is None:
             run.container = await asyncio.to_thread(self._open_container, run)
         run.container = await asyncio.to_thread(self.containers.touch, run.container)
@@ -323,6 +347,51 @@ class ServerTools:
             return _EDITOR_RESULT.validate_python(result)
         except ValidationError:
             return TextEditorToolResultError(error_code="unavailable", error_message="the editor failed")
+
+
+# A URL as it appears in text or JSON: up to a space, quote, angle bracket or backslash (a JSON escape).
+_URL = re.compile(r"https?://[^\s\"'<>\\]+")
+_TRAILING = ".,;:!?)]}"  # punctuation after a URL in a sentence ("see https://x.org/a.")
+
+
+def mentioned_urls(texts: list[str]) -> set[str]:
+    """Every whole URL in `texts`, each also without the punctuation a sentence may put after it."""
+    found: set[str] = set()
+    for text in texts:
+        for match in _URL.finditer(text):
+            found.add(match.group())
+            found.add(match.group().rstrip(_TRAILING))
+    return found
+
+
+async def _readable_pdf(data: bytes) -> bool:
+    """Whether the model can read the PDF as a document (it is read again each time the reply is
+    rendered: a broken one would fail every later turn that sends the block back)."""
+    try:
+        await asyncio.to_thread(read_pdf, data, field="web_fetch", render=False)
+    except InvalidRequestError:
+        return False
+    return True
+
+
+def _unavailable(call: ServerCall) -> ServerToolResultBlock:
+    if call.name == "web_search":
+        return WebSearchToolResultBlock(
+            tool_use_id=call.id, content=WebSearchToolResultError(error_code="unavailable")
+        )
+    if call.name == "web_fetch":
+        return WebFetchToolResultBlock(
+            tool_use_id=call.id, content=WebFetchToolResultError(error_code="unavailable")
+        )
+    if call.name == "bash_code_execution":
+        error = BashCodeExecutionToolResultError(error_code="unavailable")
+        return BashCodeExecutionToolResultBlock(tool_use_id=call.id, content=error)
+    if call.name == "text_editor_code_execution":
+        failed = TextEditorToolResultError(error_code="unavailable", error_message="the editor failed")
+        return TextEditorCodeExecutionToolResultBlock(tool_use_id=call.id, content=failed)
+    return CodeExecutionToolResultBlock(
+        tool_use_id=call.id, content=CodeExecutionToolResultError(error_code="unavailable")
+    )
 
 
 def _document(page: FetchedPage, max_content_tokens: int | None, cited: bool) -> DocumentBlock:

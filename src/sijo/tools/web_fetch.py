@@ -173,10 +173,16 @@ def _decoded(fetched: Fetched, kind: PageKind) -> str:
     encoding = "utf-8"
     if declared is not None:
         try:
-            encoding = codecs.lookup(declared).name
+            codec = codecs.lookup(declared)
         except LookupError:
-            pass
-    return fetched.data.decode("utf-8-sig" if encoding == "utf-8" else encoding, errors="replace")
+            codec = None
+        # Only a text encoding: a page may declare `base64` or `rot13`, which are codecs too.
+        if codec is not None and getattr(codec, "_is_text_encoding", True):
+            encoding = codec.name
+    try:
+        return fetched.data.decode("utf-8-sig" if encoding == "utf-8" else encoding, errors="replace")
+    except (LookupError, UnicodeError):  # a codec that cannot decode at all (idna)
+        return fetched.data.decode("utf-8-sig", errors="replace")
 
 
 def read_html(html: str, url: str | None = None) -> tuple[str | None, str]:
