@@ -21,9 +21,10 @@ from pydantic import ValidationError
 
 from sijo.errors import ApiError, InternalServerError, InvalidRequestError, OverloadedError
 from sijo.ids import new_id
+from sijo.prepared import Account
 from sijo.protocol.params import MessageCreateParams
 from sijo.protocol.validation import describe_errors
-from sijo.service import Account, MessagesService, usage_record
+from sijo.service import MessagesService, usage_record
 from sijo.store.batches import BatchStore, ClaimedRequest, RequestState
 from sijo.usage import UsageRecord
 

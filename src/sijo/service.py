@@ -4,10 +4,9 @@ Streaming and non-streaming share it: `prepare` does every check that can fail b
 starts (so those failures are plain HTTP errors), `stream` yields the events, and `create` is the
 fold of `stream` (`output.accumulate`).
 
-A reply with thinking is generated in two phases on the same engine: first the thinking (the prompt
-ends with `<think>`; the grammar ends it at `</think>`; its budget is that phase's `max_tokens`), then
-the answer, whose prompt is the first phase's plus the closed thinking. A budget that runs out
-therefore ends the thinking on any model, and the second phase reuses the first one's KV cells.
+The reply itself is a loop of phases (`phases.py`): thinking, answers, and the server tools run
+between them; after a tool's result, the service renders the prompt again with the reply so far
+(`_continue`), as a later request sending the blocks back would be rendered.
 
 A request's `context_management` edits run where the prompt is rendered (`prompt/context_edits.py`):
 each edit that clears something renders the prompt once more, to measure what it freed.
@@ -18,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,23 +25,16 @@ from pydantic import TypeAdapter
 
 from sijo.catalog import Catalog, ServedModel
 from sijo.engines.base import (
-    Admission,
-    FinishReason,
-    GenerationRequest,
     GrammarError,
-    ImageSpan,
-    KeepPoint,
     Sampling,
 )
 from sijo.errors import InvalidRequestError, PromptTooLongError, ThreadUnsupportedRequestError, shown
 from sijo.ids import new_id
 from sijo.media.fetch import FetchPolicy
-from sijo.output.accumulate import Accumulator, accumulate
+from sijo.output.accumulate import accumulate
 from sijo.output.assembler import MessageAssembler
-from sijo.output.citations import CitingParser
-from sijo.output.grammar import thinking_grammar
-from sijo.output.reply import ReplyParser, ServerCall, ThinkingStream
-from sijo.output.stops import StopMatcher
+from sijo.phases import Progress, Reply, ReplyLoop
+from sijo.prepared import Account, PreparedMessage
 from sijo.prompt import markup
 from sijo.prompt.attachments import Attachments, DecodedImages, StoredBytes, load_attachments
 from sijo.prompt.context_edits import apply_edits, checked_edits
@@ -52,10 +44,9 @@ from sijo.prompt_cache import NO_CACHE, Breakpoint, PromptCache, breakpoints
 from sijo.protocol.content import ContainerUploadBlockParam, ContentBlockParam, ServerToolResultBlockParam
 from sijo.protocol.context_management import ContextManagementResponse, CountTokensContextManagement
 from sijo.protocol.events import MessageDeltaEvent, StreamEvent
-from sijo.protocol.message import CacheCreation, ContentBlock, Message, MessageTokensCount, StopReason, Usage
+from sijo.protocol.message import CacheCreation, ContentBlock, Message, MessageTokensCount, Usage
 from sijo.protocol.params import NOT_YET_SUPPORTED, CountTokensParams, MessageCreateParams, MessageParam
 from sijo.protocol.reasoning import ThinkingAdaptive, ThinkingEnabled
-from sijo.protocol.server_tools import ServerToolResultBlock
 from sijo.reply_plan import ReplyPlan, custom_tools, plan_reply, with_citations
 from sijo.signing import SEALING, ThinkingSigner
 from sijo.store.ledger import UsageLedger
@@ -63,54 +54,9 @@ from sijo.tools.runner import ServerTools, ToolRun
 from sijo.tools.toolset import ServerToolSet, server_toolset
 from sijo.usage import UsageRecord
 
-_STOP_REASONS: dict[FinishReason, StopReason] = {
-    "eos": "end_turn",
-    "length": "max_tokens",
-    "context_full": "model_context_window_exceeded",
-    "budget": "max_tokens",  # unless what fitted was whole tool calls (`_answer`)
-}
-
-
-_PLAIN = ReplyPlan()
-_NO_TOOLS = ServerToolSet()
-
-
 # Reads a Files API file: (workspace, file id, max bytes) → the file (its bytes if it is at most
 # that long), or None if the workspace has no such file.
 FileSource = Callable[[str, str, int], Awaitable[StoredBytes | None]]
-
-
-@dataclass(frozen=True, slots=True)
-class Account:
-    """Whom a request's usage is recorded against (None: no key, or the default workspace)."""
-
-    api_key_id: str | None = None
-    workspace_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedMessage:
-    model_id: str
-    served: ServedModel
-    prompt: Prompt
-    max_tokens: int
-    sampling: Sampling
-    stop_sequences: tuple[str, ...]
-    inference_geo: str
-    workspace: str
-    breakpoints: tuple[Breakpoint, ...]
-    plan: ReplyPlan = _PLAIN
-    account: Account = Account()
-    batch: bool = False  # a Message Batches request: background priority, service_tier "batch"
-    admission: Admission | None = None  # set while it streams: the engine's promise of a place
-    context_management: ContextManagementResponse | None = None  # the edits applied, if any were asked
-    # What a reply that runs server tools renders again after each result (`_continue`).
-    params: MessageCreateParams | None = None
-    messages: tuple[MessageParam, ...] = ()  # the request's messages after its context edits
-    attachments: Attachments | None = None
-    toolset: ServerToolSet = _NO_TOOLS
-    container_id: str | None = None
-    uploads: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,35 +78,7 @@ class _Rendered:
     attachments: Attachments | None = None
 
 
-@dataclass(slots=True)
-class _Progress:
-    output_tokens: int = 0
-    thinking_tokens: int = 0
-    usage: Usage | None = None  # set once the prompt's usage is known; grows as server tools run
-
-
-@dataclass(slots=True)
-class _Reply:
-    """The reply in progress: what each phase reads and moves on. A phase ends by setting `stop`,
-    or `call` (a server tool to run), or leaves `tokens` for the next answer to continue."""
-
-    prepared: PreparedMessage
-    assembler: MessageAssembler
-    progress: _Progress
-    tokens: tuple[int, ...]  # the prompt the next generation continues
-    images: tuple[ImageSpan, ...]
-    keep: tuple[KeepPoint, ...]
-    plan: ReplyPlan  # the next answer's
-    content: Accumulator = field(default_factory=Accumulator)  # the blocks so far
-    tools: ToolRun | None = None
-    stop: tuple[StopReason, str | None] | None = None
-    call: ServerCall | None = None
-    then_stop: tuple[StopReason, str | None] | None = None  # after `call` is run
-    iterations: int = 0  # server tool calls run
-    output_at_prompt: int = 0  # output tokens when `tokens` was last rendered
-
-
-_Phase = Callable[[_Reply], AsyncGenerator[StreamEvent, None]]
+_NO_ACCOUNT = Account()
 
 
 class MessagesService:
@@ -185,6 +103,7 @@ class MessagesService:
         self._decoded = DecodedImages()
         self.signer = signer
         self.sealer = signer.derived(SEALING)
+        self._loop = ReplyLoop(signer, server_tools, max_tool_iterations, self._continue)
         self.cache = cache if cache is not None else PromptCache()
         self._templates: dict[int, ChatTemplate] = {}
 
@@ -193,7 +112,7 @@ class MessagesService:
         params: MessageCreateParams,
         workspace: str = "default",
         *,
-        account: Account = Account(),
+        account: Account = _NO_ACCOUNT,
         batch: bool = False,
     ) -> PreparedMessage:
         if params.thread is not None:  # first, so that SDK helpers go on without a thread
@@ -288,7 +207,7 @@ class MessagesService:
         The engine admits the request before the first event, so a request it cannot take fails
         with `OverloadedError` (a 529) before anything is sent, and never once it has started."""
         admission = prepared.served.engine.admit()
-        progress = _Progress()
+        progress = Progress()
         try:
             admitted = replace(prepared, admission=admission)
             async with aclosing(self._events(admitted, progress)) as events:
@@ -303,7 +222,7 @@ class MessagesService:
                 self.ledger.submit(spent)
 
     async def _events(
-        self, prepared: PreparedMessage, progress: _Progress
+        self, prepared: PreparedMessage, progress: Progress
     ) -> AsyncGenerator[StreamEvent, None]:
         """The reply as a loop of phases: thinking, then answers, with a server tool run between
         two answers wherever one ended in a server tool's call (`_next_phase`)."""
@@ -330,7 +249,7 @@ class MessagesService:
         )
         progress.usage = usage
         assembler = MessageAssembler(message_id=new_id("msg"), model=prepared.model_id, usage=usage)
-        reply = _Reply(
+        reply = Reply(
             prepared,
             assembler,
             progress,
@@ -343,15 +262,13 @@ class MessagesService:
         for event in assembler.start():
             reply.content.apply(event)
             yield event
-        phase: _Phase | None = None
-        if prepared.max_tokens > 0:
-            phase = self._think if prepared.plan.thinking is not None else self._answer
+        phase = self._loop.first_phase(reply)
         while phase is not None:
             async with aclosing(phase(reply)) as events:
                 async for event in events:
                     reply.content.apply(event)
                     yield event
-            phase = self._next_phase(reply)
+            phase = self._loop.next_phase(reply)
         stop = reply.stop or ("max_tokens", None)
         tools = reply.tools
         for event in assembler.finish(
@@ -366,15 +283,6 @@ class MessagesService:
                 event = event.model_copy(update={"context_management": prepared.context_management})
             yield event
 
-    def _next_phase(self, reply: _Reply) -> _Phase | None:
-        if reply.stop is not None:
-            return None
-        if reply.call is not None:
-            return self._run_tool
-        if reply.prepared.max_tokens <= reply.progress.output_tokens:
-            return None  # the budget is spent: max_tokens
-        return self._answer
-
     def _tool_run(self, prepared: PreparedMessage) -> ToolRun | None:
         if not prepared.toolset:
             return None
@@ -386,143 +294,7 @@ class MessagesService:
             uploads=prepared.uploads,
         )
 
-    async def _think(self, reply: _Reply) -> AsyncGenerator[StreamEvent, None]:
-        """Thinking: leaves the answer's prompt (this one plus the closed thinking), or a stop if
-        nothing may follow."""
-        prepared, assembler, progress = reply.prepared, reply.assembler, reply.progress
-        thinking = prepared.plan.thinking
-        assert thinking is not None
-        engine = prepared.served.engine
-        request = GenerationRequest(
-            reply.tokens,
-            min(thinking.budget, prepared.max_tokens),
-            prepared.sampling,
-            namespace=prepared.workspace,
-            keep=reply.keep,
-            grammar=thinking_grammar(),
-            background=prepared.batch,
-            admission=prepared.admission,
-            images=reply.images,
-        )
-        stream = ThinkingStream()
-        finish: FinishReason = "length"
-        for event in assembler.thinking(""):
-            yield event
-        generation = engine.generate(request)
-        try:
-            async for chunk in generation:
-                progress.output_tokens += chunk.tokens
-                progress.thinking_tokens += chunk.tokens
-                shown = stream.feed(chunk.text)
-                if thinking.display == "summarized":
-                    for event in assembler.thinking(shown):
-                        yield event
-                if chunk.finish is not None:
-                    finish = chunk.finish
-                    break
-        finally:
-            await generation.aclose()
-        rest = stream.flush()
-        if thinking.display == "summarized":
-            for event in assembler.thinking(rest):
-                yield event
-        for event in assembler.sign_thinking(self.signer.sign(stream.text)):
-            yield event
-        if finish == "context_full":
-            reply.stop = ("model_context_window_exceeded", None)
-            return
-        closed = await engine.tokenize(stream.text, special=False)
-        closed += await engine.tokenize(markup.THINK_CLOSE, special=False)
-        reply.tokens = reply.tokens + tuple(closed)
-        reply.keep = ()
-        reply.output_at_prompt = progress.output_tokens  # the thinking is in the prompt now
-
-    async def _answer(self, reply: _Reply) -> AsyncGenerator[StreamEvent, None]:
-        """An answer: text, client tool calls, or text ending in a server tool's call to run."""
-        prepared, progress, plan = reply.prepared, reply.progress, reply.plan
-        matcher = StopMatcher(list(prepared.stop_sequences))
-        server_tools = prepared.toolset.names() if plan.calls else frozenset()
-        parser: ReplyParser | CitingParser = ReplyParser(
-            reply.assembler, calls=plan.calls, server_tools=server_tools
-        )
-        if plan.passages:
-            parser = CitingParser(reply.assembler, {passage.ref: passage for passage in plan.passages})
-        request = GenerationRequest(
-            reply.tokens,
-            prepared.max_tokens - progress.output_tokens,
-            prepared.sampling,
-            namespace=prepared.workspace,
-            keep=reply.keep,
-            grammar=plan.grammar,
-            end_in_budget=plan.grammar is not None,
-            background=prepared.batch,
-            admission=prepared.admission,
-            images=reply.images,
-        )
-        stop_reason: StopReason = "end_turn"
-        whole = True  # the reply ended where it was whole: its turn, or a budget with no room for more
-        matched: str | None = None
-        if len(reply.tokens) >= prepared.served.engine.info.context_window:
-            reply.stop = ("model_context_window_exceeded", None)
-            return
-        generation = prepared.served.engine.generate(request)
-        try:
-            async for chunk in generation:
-                progress.output_tokens += chunk.tokens
-                scan = matcher.feed(chunk.text)
-                for event in parser.feed(scan.text):
-                    yield event
-                if scan.matched is not None:
-                    stop_reason, matched = "stop_sequence", scan.matched
-                    break
-                if isinstance(parser, ReplyParser) and parser.server_call is not None:
-                    break  # run it: the reply goes on after its result
-                if chunk.finish is not None:
-                    stop_reason = _STOP_REASONS[chunk.finish]
-                    whole = chunk.finish in ("eos", "budget")
-                    break
-        finally:
-            await generation.aclose()
-        if matched is None:
-            for event in parser.feed(matcher.flush()):
-                yield event
-        if isinstance(parser, ReplyParser) and parser.server_call is not None:
-            # Run it (a stop sequence can only have come after it). After a client's call, the
-            # reply then ends for the client to run theirs, as the API's does.
-            reply.call = parser.server_call
-            reply.then_stop = ("tool_use", None) if parser.tool_calls else None
-            return
-        for event in parser.flush(ended=stop_reason == "end_turn"):
-            yield event
-        if whole and matched is None and parser.tool_calls:  # calls that fitted whole get run
-            stop_reason = "tool_use"
-        reply.stop = (stop_reason, matched)
-
-    async def _run_tool(self, reply: _Reply) -> AsyncGenerator[StreamEvent, None]:
-        """Run the server tool call the answer ended with; its result block joins the reply, which
-        then goes on from a prompt rendered again with it, or pauses (`pause_turn`) after
-        `max_tool_iterations` calls, for the client to send back and continue."""
-        call, tools, runner = reply.call, reply.tools, self.server_tools
-        assert call is not None and tools is not None and runner is not None
-        reply.call = None
-        assert reply.content.message is not None
-        results = [b for b in reply.content.message.content if isinstance(b, ServerToolResultBlock)]
-        tools.context[len(reply.prepared.messages) :] = [block.model_dump_json() for block in results]
-        block = await runner.run(call, tools)
-        assert reply.progress.usage is not None
-        reply.progress.usage = reply.progress.usage.model_copy(update={"server_tool_use": tools.usage})
-        for event in reply.assembler.server_result(block):
-            yield event
-        reply.iterations += 1
-        if reply.then_stop is not None:
-            reply.stop = reply.then_stop
-            return
-        if reply.iterations >= self.max_tool_iterations:
-            reply.stop = ("pause_turn", None)
-            return
-        await self._continue(reply)
-
-    async def _continue(self, reply: _Reply) -> None:
+    async def _continue(self, reply: Reply) -> None:
         """The prompt after a server tool's result: the request's messages, then the reply so far
         as an assistant message, rendered as a later request sending it back would be."""
         prepared, progress = reply.prepared, reply.progress

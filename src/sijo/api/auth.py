@@ -21,8 +21,8 @@ from fastapi import Depends, Request
 
 from sijo.config import RateLimitConfig
 from sijo.errors import AuthenticationError, InvalidRequestError, PermissionDeniedError
+from sijo.prepared import Account
 from sijo.ratelimit import Limits, RateLimiter
-from sijo.service import Account
 from sijo.store.keys import ApiKey, KeyLimits, KeyStore
 
 DEFAULT_WORKSPACE = "default"

@@ -13,10 +13,11 @@ from fastapi import Request
 
 from sijo.api.auth import Caller
 from sijo.api.body import INLINE_BYTES, ClientDisconnected, declared_length
+from sijo.prepared import PreparedMessage
 from sijo.protocol.events import MessageDeltaEvent, MessageStartEvent, StreamEvent
 from sijo.protocol.message import Message
 from sijo.ratelimit import RateLimiter, RateLimitState
-from sijo.service import MessagesService, PreparedMessage
+from sijo.service import MessagesService
 
 T = TypeVar("T")
 

@@ -1,0 +1,52 @@
+"""A request made ready to run: everything `MessagesService.prepare` checked and rendered, and whom
+its usage is recorded against."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sijo.catalog import ServedModel
+from sijo.engines.base import Admission, Sampling
+from sijo.prompt.attachments import Attachments
+from sijo.prompt.template import Prompt
+from sijo.prompt_cache import Breakpoint
+from sijo.protocol.context_management import ContextManagementResponse
+from sijo.protocol.params import MessageCreateParams, MessageParam
+from sijo.reply_plan import ReplyPlan
+from sijo.tools.toolset import ServerToolSet
+
+_PLAIN = ReplyPlan()
+_NO_TOOLS = ServerToolSet()
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """Whom a request's usage is recorded against (None: no key, or the default workspace)."""
+
+    api_key_id: str | None = None
+    workspace_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedMessage:
+    model_id: str
+    served: ServedModel
+    prompt: Prompt
+    max_tokens: int
+    sampling: Sampling
+    stop_sequences: tuple[str, ...]
+    inference_geo: str
+    workspace: str
+    breakpoints: tuple[Breakpoint, ...]
+    plan: ReplyPlan = _PLAIN
+    account: Account = Account()
+    batch: bool = False  # a Message Batches request: background priority, service_tier "batch"
+    admission: Admission | None = None  # set while it streams: the engine's promise of a place
+    context_management: ContextManagementResponse | None = None  # the edits applied, if any were asked
+    # What a reply that runs server tools renders again after each result (`_continue`).
+    params: MessageCreateParams | None = None
+    messages: tuple[MessageParam, ...] = ()  # the request's messages after its context edits
+    attachments: Attachments | None = None
+    toolset: ServerToolSet = _NO_TOOLS
+    container_id: str | None = None
+    uploads: tuple[tuple[str, bytes], ...] = ()
