@@ -269,6 +269,12 @@ async def test_count_tokens_counts_the_server_tools(client: httpx.AsyncClient) -
 
 class _Pages(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
+        if self.path == "/away":  # to the same server under another name
+            self.send_response(302)
+            self.send_header("Location", f"http://localhost:{self.server.server_address[1]}/jeju")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if self.path == "/base64":  # a codec Python knows, that is not a text encoding
             page = b"<html><body><p>Hallasan is on Jeju.</p></body></html>"
             self.send_response(200)
@@ -624,3 +630,20 @@ async def test_an_upload_with_an_odd_name_is_placed_under_its_id(
     response = await client.post("/v1/messages", json=body)
     assert response.status_code == 200, response.text
     assert response.json()["content"][1]["content"]["stdout"].split() == [file_id]
+
+
+async def test_the_domain_filters_hold_after_redirects(
+    client: httpx.AsyncClient, engine: FakeEngine, site: str
+) -> None:
+    url = f"{site}/away"
+    body = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 300,
+        "messages": [{"role": "user", "content": f"Read {url} and {site}/jeju"}],
+        "tools": [{**FETCH, "allowed_domains": ["127.0.0.1"]}],
+    }
+    replies = [call("web_fetch", {"url": url}), call("web_fetch", {"url": f"{site}/jeju"}), ANSWER]
+    message = await both(client, engine, replies, body)
+    away, direct = [b["content"] for b in message["content"] if b["type"] == "web_fetch_tool_result"]
+    assert away == {"type": "web_fetch_tool_result_error", "error_code": "url_not_allowed"}
+    assert direct["type"] == "web_fetch_result"

@@ -239,12 +239,15 @@ class ServerTools:
             return WebFetchToolResultError(error_code="invalid_tool_input")
         if url not in mentioned_urls(run.context):
             return WebFetchToolResultError(error_code="url_not_in_prior_context")
-        if not url_allowed(url, tuple(tool.allowed_domains or ()), tuple(tool.blocked_domains or ())):
+        allowed, blocked = tuple(tool.allowed_domains or ()), tuple(tool.blocked_domains or ())
+        if not url_allowed(url, allowed, blocked):
             return WebFetchToolResultError(error_code="url_not_allowed")
         try:
             page = await fetch_page(url, self.fetch_policy)
         except WebFetchError as exc:
             return WebFetchToolResultError(error_code=exc.error_code)
+        if page.final_url and not url_allowed(page.final_url, allowed, blocked):  # a redirect out
+            return WebFetchToolResultError(error_code="url_not_allowed")
         if page.media_type == "application/pdf" and not await _readable_pdf(page.data or b""):
             return WebFetchToolResultError(error_code="unsupported_content_type")
         run.web_fetch_requests += 1

@@ -90,6 +90,7 @@ class FetchedPage:
     title: str | None
     text: str | None
     data: bytes | None
+    final_url: str = ""  # where redirects led (the tool's domain filters apply there too)
 
 
 class WebFetchError(Exception):
@@ -113,11 +114,12 @@ async def fetch_page(url: str, policy: FetchPolicy) -> FetchedPage:
     if kind is None:
         raise WebFetchError("unsupported_content_type", f"{url} is {fetched.content_type}")
     if kind == "pdf":
-        return FetchedPage(url, retrieved_at, "application/pdf", None, None, fetched.data)
+        return FetchedPage(url, retrieved_at, "application/pdf", None, None, fetched.data, fetched.url)
     if kind == "text":
-        return FetchedPage(url, retrieved_at, "text/plain", None, _decoded(fetched, kind), None)
+        text = _decoded(fetched, kind)
+        return FetchedPage(url, retrieved_at, "text/plain", None, text, None, fetched.url)
     title, text = await asyncio.to_thread(read_html, _decoded(fetched, kind), fetched.url)
-    return FetchedPage(url, retrieved_at, "text/plain", title, text, None)
+    return FetchedPage(url, retrieved_at, "text/plain", title, text, None, fetched.url)
 
 
 def _check_url(url: str) -> None:
