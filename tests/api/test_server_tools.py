@@ -11,6 +11,7 @@ import json
 import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from pydantic import TypeAdapter
 
 from sijo.app import create_app
@@ -63,15 +65,22 @@ def settings(data_dir: Path) -> Settings:
     return Settings(data_dir=data_dir, media={"fetch_allow": ["127.0.0.1"]})
 
 
-@pytest.fixture
-async def client(engine: FakeEngine, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+@asynccontextmanager
+async def serving(engine: FakeEngine, settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI]]:
+    """The app over `engine` with `settings`, started, and a client of it."""
     app = create_app(settings, engines={"default": engine})
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
             transport=transport, base_url="http://sijo.localhost", headers=HEADERS
-        ) as c:
-            yield c
+        ) as client:
+            yield client, app
+
+
+@pytest.fixture
+async def client(engine: FakeEngine, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with serving(engine, settings) as (c, _app):
+        yield c
 
 
 async def both(
@@ -231,32 +240,27 @@ async def test_pause_turn_after_the_iteration_limit_and_sending_it_back_continue
     settings = settings.model_copy(
         update={"server_tools": settings.server_tools.model_copy(update={"max_iterations": 1})}
     )
-    app = create_app(settings, engines={"default": engine})
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://sijo.localhost", headers=HEADERS
-        ) as client:
-            body = {
-                "model": "claude-sonnet-4-6",
-                "max_tokens": 200,
-                "messages": [{"role": "user", "content": "What is kimchi?"}],
-                "tools": [SEARCH],
-            }
-            message = await both(client, engine, [call("web_search", {"query": "kimchi"})], body)
-            assert message["stop_reason"] == "pause_turn"
-            assert [b["type"] for b in message["content"]] == ["server_tool_use", "web_search_tool_result"]
-            engine.enqueue(ANSWER)
-            resumed = await client.post(
-                "/v1/messages",
-                json={
-                    **body,
-                    "messages": [*body["messages"], {"role": "assistant", "content": message["content"]}],
-                },
-            )
-            assert resumed.status_code == 200, resumed.text
-            assert resumed.json()["content"] == [{"type": "text", "text": "The answer."}]
-            assert "napa cabbage" in prompt_text(engine)
+    async with serving(engine, settings) as (client, _app):
+        body = {
+            "model": "claude-sonnet-4-6",
+            "max_tokens": 200,
+            "messages": [{"role": "user", "content": "What is kimchi?"}],
+            "tools": [SEARCH],
+        }
+        message = await both(client, engine, [call("web_search", {"query": "kimchi"})], body)
+        assert message["stop_reason"] == "pause_turn"
+        assert [b["type"] for b in message["content"]] == ["server_tool_use", "web_search_tool_result"]
+        engine.enqueue(ANSWER)
+        resumed = await client.post(
+            "/v1/messages",
+            json={
+                **body,
+                "messages": [*body["messages"], {"role": "assistant", "content": message["content"]}],
+            },
+        )
+        assert resumed.status_code == 200, resumed.text
+        assert resumed.json()["content"] == [{"type": "text", "text": "The answer."}]
+        assert "napa cabbage" in prompt_text(engine)
 
 
 async def test_count_tokens_counts_the_server_tools(client: httpx.AsyncClient) -> None:
@@ -369,56 +373,23 @@ async def test_code_execution_runs_in_a_container_that_persists_and_its_files_co
     assert unknown.status_code == 400 and unknown.json()["error"]["message"].startswith("container:")
 
 
-async def test_container_upload_places_a_file_for_the_code(
-    client: httpx.AsyncClient, engine: FakeEngine
-) -> None:
-    upload = await client.post("/v1/files", files={"file": ("data.csv", b"a,b\n1,2\n", "text/csv")})
-    assert upload.status_code == 200, upload.text
-    file_id = upload.json()["id"]
-    body = {
-        "model": "claude-sonnet-4-6",
-        "max_tokens": 300,
-        "messages": [
-            {
-                "role": "user",
-                "content": [
-                    {"type": "text", "text": "Count the rows."},
-                    {"type": "container_upload", "file_id": file_id},
-                ],
-            }
-        ],
-        "tools": [CODE],
-    }
-    engine.enqueue(call("bash_code_execution", {"command": "wc -l < data.csv"}))
-    engine.enqueue(ANSWER)
-    response = await client.post("/v1/messages", json=body)
-    assert response.status_code == 200, response.text
-    assert response.json()["content"][1]["content"]["stdout"].strip() == "2"
-    assert "data.csv" in prompt_text(engine, 0)
-
-
 async def test_the_answer_after_a_search_cites_its_results(engine: FakeEngine, settings: Settings) -> None:
     """A reply that may not call another tool cites the results: each sentence of a result is shown
     with a reference, and `cited_text`, url and title come from the result, not the model."""
     settings = settings.model_copy(
         update={"models": [ModelConfig(id="claude-sonnet-4-6", force_tool_use=True)]}
     )
-    app = create_app(settings, engines={"default": engine})
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://sijo.localhost", headers=HEADERS
-        ) as client:
-            body = {
-                "model": "claude-sonnet-4-6",
-                "max_tokens": 300,
-                "messages": [{"role": "user", "content": "How high is Hallasan?"}],
-                "tools": [SEARCH],
-            }
-            answer = ['<cite ref="', "w1.1", '">', "It is 1,947 metres high.", "</cite>"]
-            message = await both(
-                client, engine, [call("web_search", {"query": "Hallasan volcano"}), answer], body
-            )
+    async with serving(engine, settings) as (client, _app):
+        body = {
+            "model": "claude-sonnet-4-6",
+            "max_tokens": 300,
+            "messages": [{"role": "user", "content": "How high is Hallasan?"}],
+            "tools": [SEARCH],
+        }
+        answer = ['<cite ref="', "w1.1", '">', "It is 1,947 metres high.", "</cite>"]
+        message = await both(
+            client, engine, [call("web_search", {"query": "Hallasan volcano"}), answer], body
+        )
     assert "[w1.1] Hallasan is the volcano on Jeju island, 1,947 metres high." in prompt_text(engine)
     _use, result, cited = message["content"]
     assert cited["text"] == "It is 1,947 metres high."
@@ -457,30 +428,25 @@ async def test_thinking_then_a_search_then_the_answer(client: httpx.AsyncClient,
 async def test_searches_are_billed_in_the_ledger(engine: FakeEngine, settings: Settings) -> None:
     """The usage ledger records the searches a reply made; the cost report prices them ($10 per
     1,000, on a line of their own)."""
-    app = create_app(settings, engines={"default": engine})
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://sijo.localhost", headers=HEADERS
-        ) as client:
-            body = {
-                "model": "claude-sonnet-4-6",
-                "max_tokens": 300,
-                "messages": [{"role": "user", "content": "Search twice."}],
-                "tools": [SEARCH],
-            }
-            replies = [
-                call("web_search", {"query": "kimchi"}),
-                call("web_search", {"query": "volcano"}),
-                ANSWER,
-            ]
-            for pieces in replies:
-                engine.enqueue(pieces)
-            response = await client.post("/v1/messages", json=body)
-            assert response.status_code == 200, response.text
-            await app.state.ledger.flush()
-            now = datetime.now(UTC)
-            records = app.state.ledger.records(now - timedelta(minutes=5), now + timedelta(minutes=1))
+    async with serving(engine, settings) as (client, app):
+        body = {
+            "model": "claude-sonnet-4-6",
+            "max_tokens": 300,
+            "messages": [{"role": "user", "content": "Search twice."}],
+            "tools": [SEARCH],
+        }
+        replies = [
+            call("web_search", {"query": "kimchi"}),
+            call("web_search", {"query": "volcano"}),
+            ANSWER,
+        ]
+        for pieces in replies:
+            engine.enqueue(pieces)
+        response = await client.post("/v1/messages", json=body)
+        assert response.status_code == 200, response.text
+        await app.state.ledger.flush()
+        now = datetime.now(UTC)
+        records = app.state.ledger.records(now - timedelta(minutes=5), now + timedelta(minutes=1))
     (record,) = records
     assert record.web_search_requests == 2
     assert record.uncached_input_tokens == response.json()["usage"]["input_tokens"]
@@ -496,19 +462,14 @@ async def test_a_search_service_that_is_down_is_an_unavailable_result(
         closed = sock.getsockname()[1]
     search = {"backend": "searxng", "url": f"http://127.0.0.1:{closed}", "timeout": 2}
     tools = settings.server_tools.model_copy(update={"search": SearchConfig(**search)})
-    app = create_app(settings.model_copy(update={"server_tools": tools}), engines={"default": engine})
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://sijo.localhost", headers=HEADERS
-        ) as client:
-            body = {
-                "model": "claude-sonnet-4-6",
-                "max_tokens": 300,
-                "messages": [{"role": "user", "content": "Search."}],
-                "tools": [SEARCH],
-            }
-            message = await both(client, engine, [call("web_search", {"query": "kimchi"}), ANSWER], body)
+    async with serving(engine, settings.model_copy(update={"server_tools": tools})) as (client, _app):
+        body = {
+            "model": "claude-sonnet-4-6",
+            "max_tokens": 300,
+            "messages": [{"role": "user", "content": "Search."}],
+            "tools": [SEARCH],
+        }
+        message = await both(client, engine, [call("web_search", {"query": "kimchi"}), ANSWER], body)
     assert message["content"][1]["content"] == {
         "type": "web_search_tool_result_error",
         "error_code": "unavailable",
@@ -548,25 +509,20 @@ async def test_web_fetch_takes_urls_from_the_user_and_from_results_never_from_th
 async def test_web_fetch_never_reaches_loopback_unless_the_operator_allows_it(
     engine: FakeEngine, data_dir: Path, site: str
 ) -> None:
-    app = create_app(Settings(data_dir=data_dir), engines={"default": engine})
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://sijo.localhost", headers=HEADERS
-        ) as client:
-            url = f"{site}/jeju"
-            body = {
-                "model": "claude-sonnet-4-6",
-                "max_tokens": 300,
-                "messages": [{"role": "user", "content": f"Read {url} and http://169.254.169.254/latest/"}],
-                "tools": [FETCH],
-            }
-            replies = [
-                call("web_fetch", {"url": url}),
-                call("web_fetch", {"url": "http://169.254.169.254/latest/"}),
-                ANSWER,
-            ]
-            message = await both(client, engine, replies, body)
+    async with serving(engine, Settings(data_dir=data_dir)) as (client, _app):
+        url = f"{site}/jeju"
+        body = {
+            "model": "claude-sonnet-4-6",
+            "max_tokens": 300,
+            "messages": [{"role": "user", "content": f"Read {url} and http://169.254.169.254/latest/"}],
+            "tools": [FETCH],
+        }
+        replies = [
+            call("web_fetch", {"url": url}),
+            call("web_fetch", {"url": "http://169.254.169.254/latest/"}),
+            ANSWER,
+        ]
+        message = await both(client, engine, replies, body)
     results = [b["content"] for b in message["content"] if b["type"] == "web_fetch_tool_result"]
     assert [r["error_code"] for r in results] == ["url_not_allowed", "url_not_allowed"]
 
@@ -605,31 +561,31 @@ async def test_a_client_call_then_a_server_call_runs_it_and_stops_for_the_client
     assert message["stop_reason"] == "tool_use"
 
 
-async def test_an_upload_with_an_odd_name_is_placed_under_its_id(
-    client: httpx.AsyncClient, engine: FakeEngine
+@pytest.mark.parametrize(
+    ("filename", "command", "expected"),
+    [("data.csv", "wc -l < data.csv", "2"), ("..", "ls", None)],  # None: the file's id
+)
+async def test_container_upload_places_a_file_for_the_code(
+    client: httpx.AsyncClient, engine: FakeEngine, filename: str, command: str, expected: str | None
 ) -> None:
-    upload = await client.post("/v1/files", files={"file": ("..", b"x\n", "text/plain")})
+    """The file is in the working directory under its name, or under its id if the name is not one
+    a file can have there."""
+    upload = await client.post("/v1/files", files={"file": (filename, b"a,b\n1,2\n", "text/plain")})
     assert upload.status_code == 200, upload.text
     file_id = upload.json()["id"]
+    placed = {"type": "container_upload", "file_id": file_id}
     body = {
         "model": "claude-sonnet-4-6",
         "max_tokens": 300,
-        "messages": [
-            {
-                "role": "user",
-                "content": [
-                    {"type": "text", "text": "List."},
-                    {"type": "container_upload", "file_id": file_id},
-                ],
-            }
-        ],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Look."}, placed]}],
         "tools": [CODE],
     }
-    engine.enqueue(call("bash_code_execution", {"command": "ls"}))
+    engine.enqueue(call("bash_code_execution", {"command": command}))
     engine.enqueue(ANSWER)
     response = await client.post("/v1/messages", json=body)
     assert response.status_code == 200, response.text
-    assert response.json()["content"][1]["content"]["stdout"].split() == [file_id]
+    assert response.json()["content"][1]["content"]["stdout"].strip() == (expected or file_id)
+    assert (filename if expected else file_id) in prompt_text(engine, -2)  # the model is told its name
 
 
 async def test_the_domain_filters_hold_after_redirects(

@@ -10,16 +10,14 @@ Reference: https://api-dashboard.search.brave.com/app/documentation/web-search/g
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from sijo.config import SearchConfig
 from sijo.tools.web_search.backends import SearchConfigError, SearchHit, SearchQuery, kept
 from sijo.tools.web_search.service import (
+    hit,
     hits,
-    page_age,
     request_json,
     results,
-    text_field,
     wanted,
     with_hints,
 )
@@ -49,16 +47,13 @@ class BraveBackend:
             params=params,
             headers={"Accept": "application/json", "X-Subscription-Token": self.api_key},
         )
-        return kept(hits(results(payload, SERVICE, "web", "results"), _hit), query)
-
-
-def _hit(item: dict[str, Any]) -> SearchHit:
-    return SearchHit(
-        url=item["url"],
-        title=text_field(item, "title") or item["url"],
-        text=text_field(item, "description"),
-        page_age=page_age(item.get("age")) or page_age(item.get("page_age")),
-    )
+        return kept(
+            hits(
+                results(payload, SERVICE, "web", "results"),
+                lambda item: hit(item, "description", "age", "page_age"),
+            ),
+            query,
+        )
 
 
 def brave_backend(config: SearchConfig, data_dir: Path) -> BraveBackend:  # noqa: ARG001

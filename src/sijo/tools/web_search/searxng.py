@@ -9,11 +9,10 @@ Reference: https://docs.searxng.org/dev/search_api.html
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from sijo.config import SearchConfig
 from sijo.tools.web_search.backends import SearchConfigError, SearchHit, SearchQuery, kept
-from sijo.tools.web_search.service import hits, page_age, request_json, results, text_field, with_hints
+from sijo.tools.web_search.service import hit, hits, request_json, results, with_hints
 
 SERVICE = "SearXNG"
 
@@ -32,16 +31,10 @@ class SearxngBackend:
             params={"q": with_hints(query), "format": "json"},
             headers={"Accept": "application/json"},
         )
-        return kept(hits(results(payload, SERVICE, "results"), _hit), query)
-
-
-def _hit(item: dict[str, Any]) -> SearchHit:
-    return SearchHit(
-        url=item["url"],
-        title=text_field(item, "title") or item["url"],
-        text=text_field(item, "content"),
-        page_age=page_age(item.get("publishedDate")),
-    )
+        return kept(
+            hits(results(payload, SERVICE, "results"), lambda item: hit(item, "content", "publishedDate")),
+            query,
+        )
 
 
 def searxng_backend(config: SearchConfig, data_dir: Path) -> SearxngBackend:  # noqa: ARG001

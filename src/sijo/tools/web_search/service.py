@@ -88,6 +88,18 @@ def hits(items: list[Any], to_hit: Callable[[dict[str, Any]], SearchHit]) -> Ite
             yield to_hit(item)
 
 
+def hit(item: dict[str, Any], text_key: str, *date_keys: str) -> SearchHit:
+    """A service's result as a hit: its url, its title (the url if it has none), the text under
+    `text_key`, and the first of `date_keys` that holds a date."""
+    ages = (page_age(item.get(key)) for key in date_keys)
+    return SearchHit(
+        url=item["url"],
+        title=text_field(item, "title") or item["url"],
+        text=text_field(item, text_key),
+        page_age=next((age for age in ages if age), None),
+    )
+
+
 def text_field(item: dict[str, Any], *names: str) -> str:
     """The first of `names` that is a non-empty string, as plain text (tags and entities gone)."""
     for name in names:

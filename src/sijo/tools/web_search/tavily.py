@@ -15,7 +15,7 @@ from typing import Any
 from sijo.config import SearchConfig
 from sijo.tools.web_search.backends import SearchConfigError, SearchHit, SearchQuery, kept
 from sijo.tools.web_search.domains import entry_host, has_path
-from sijo.tools.web_search.service import hits, page_age, request_json, results, text_field, wanted
+from sijo.tools.web_search.service import hit, hits, request_json, results, wanted
 
 SERVICE = "Tavily"
 DEFAULT_URL = "https://api.tavily.com"
@@ -46,16 +46,10 @@ class TavilyBackend:
             json=body,
             headers={"Accept": "application/json", "Authorization": f"Bearer {self.api_key}"},
         )
-        return kept(hits(results(payload, SERVICE, "results"), _hit), query)
-
-
-def _hit(item: dict[str, Any]) -> SearchHit:
-    return SearchHit(
-        url=item["url"],
-        title=text_field(item, "title") or item["url"],
-        text=text_field(item, "content"),
-        page_age=page_age(item.get("published_date")),
-    )
+        return kept(
+            hits(results(payload, SERVICE, "results"), lambda item: hit(item, "content", "published_date")),
+            query,
+        )
 
 
 def tavily_backend(config: SearchConfig, data_dir: Path) -> TavilyBackend:  # noqa: ARG001
