@@ -57,6 +57,8 @@ def with_citations(
         return plan
     config_format = params.output_config.format if params.output_config is not None else None
     if config_format is not None or params.output_format is not None:
+        if all(p.kind == "web_search_result_location" for p in passages):
+            return plan  # search results cite where they can; a structured answer cannot
         where = "output_config.format" if config_format is not None else "output_format"
         raise InvalidRequestError(f"{where}: Citations are not supported together with structured outputs")
     if plan.grammar is not None:

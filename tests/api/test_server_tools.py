@@ -603,3 +603,19 @@ async def test_the_domain_filters_hold_after_redirects(
     away, direct = [b["content"] for b in message["content"] if b["type"] == "web_fetch_tool_result"]
     assert away == {"type": "web_fetch_tool_result_error", "error_code": "url_not_allowed"}
     assert direct["type"] == "web_fetch_result"
+
+
+async def test_a_structured_answer_after_a_search(client: httpx.AsyncClient, engine: FakeEngine) -> None:
+    schema = {"type": "object", "properties": {"height": {"type": "integer"}}, "required": ["height"]}
+    body = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 300,
+        "messages": [{"role": "user", "content": "How high is Hallasan?"}],
+        "tools": [SEARCH],
+        "output_config": {"format": {"type": "json_schema", "schema": schema}},
+    }
+    message = await both(client, engine, [call("web_search", {"query": "Hallasan"}), ['{"height": 1947}']], body)
+    assert [b["type"] for b in message["content"]] == ["server_tool_use", "web_search_tool_result", "text"]
+    assert json.loads(message["content"][2]["text"]) == {"height": 1947}
+    # Both answers were constrained: calls or the schema's JSON, before the search and after it.
+    assert all("height" in (request.grammar or "") for request in engine.requests[-2:])
