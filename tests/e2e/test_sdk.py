@@ -125,9 +125,9 @@ def test_models_list_and_retrieve(sdk: anthropic.Anthropic) -> None:
         ),
         ({"extra_body": {"temperature": 3}}, anthropic.BadRequestError, "temperature:"),
         (
-            {"tools": [{"type": "web_search_20250305", "name": "web_search"}]},
+            {"tools": [{"type": "memory_20250818", "name": "memory"}]},
             anthropic.BadRequestError,
-            "tools.0.type: 'web_search_20250305' tools are not supported",
+            "tools.0.type: 'memory_20250818' tools are not supported",
         ),
         (
             {"messages": [{"role": "user", "content": "word " * 9000}]},
