@@ -14,10 +14,11 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sijo.api import admin, batches, errors, files, messages, models, openai, openapi, status
+from sijo.api import admin, batches, errors, files, messages, models, openai, openapi, probes, status
 from sijo.api.auth import Authenticator
 from sijo.api.browser import BrowserAccessMiddleware
 from sijo.api.hosts import HostCheckMiddleware
+from sijo.api.probes import RequestCountMiddleware
 from sijo.api.timeouts import BodyTimeoutMiddleware
 from sijo.batch_worker import BatchWorker
 from sijo.catalog import Catalog, default_models
@@ -26,6 +27,7 @@ from sijo.engines.base import Engine
 from sijo.errors import InternalServerError
 from sijo.ids import new_id
 from sijo.media.fetch import FetchPolicy
+from sijo.metrics import Metrics
 from sijo.prompt.attachments import StoredBytes
 from sijo.prompt_cache import PromptCache
 from sijo.ratelimit import RateLimiter, rate_limiter
@@ -120,6 +122,7 @@ def create_app(
         secret = load_or_create_secret(settings.data_dir / "thinking-signing.key")
         signer = ThinkingSigner(secret)
         state = app.state
+        state.database = database
         state.keys = KeyStore(database)
         state.ledger = UsageLedger(database)
         state.batches = BatchStore(database)
@@ -137,6 +140,7 @@ def create_app(
             fetch_policy=FetchPolicy.from_config(settings.media),
             server_tools=_server_tools(settings, signer, state.files),
             max_tool_iterations=settings.server_tools.max_iterations,
+            metrics=app.state.metrics,
         )
         state.clock = clock
         state.batch_worker = BatchWorker(
@@ -158,11 +162,13 @@ def create_app(
     app = FastAPI(title="Sijo", lifespan=lifespan, docs_url=None, redoc_url=None)
     openapi.install(app)
     app.state.settings = settings
+    app.state.metrics = Metrics(lambda: _engine_stats(app))
     # The last added runs first: request ids, then the Host check, browser access, body timeouts.
     app.add_middleware(BodyTimeoutMiddleware, seconds=settings.body_timeout)
     app.add_middleware(BrowserAccessMiddleware)
     app.add_middleware(HostCheckMiddleware, settings=settings)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestCountMiddleware, metrics=app.state.metrics)
     errors.install(app)
     app.include_router(messages.router)
     app.include_router(batches.router)
@@ -171,7 +177,15 @@ def create_app(
     app.include_router(openai.router)
     app.include_router(admin.router)
     app.include_router(status.router)
+    app.include_router(probes.router)
     return app
+
+
+def _engine_stats(app: FastAPI) -> dict[str, dict[str, int | float]]:
+    service = getattr(app.state, "service", None)
+    if service is None:
+        return {}
+    return {name: engine.stats() for name, engine in service.catalog.engines.items()}
 
 
 def _batch_concurrency(settings: Settings, engines: Mapping[str, Engine]) -> int:

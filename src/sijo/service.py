@@ -15,6 +15,7 @@ each edit that clears something renders the prompt once more, to measure what it
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, replace
@@ -31,6 +32,7 @@ from sijo.engines.base import (
 from sijo.errors import InvalidRequestError, PromptTooLongError, ThreadUnsupportedRequestError, shown
 from sijo.ids import new_id
 from sijo.media.fetch import FetchPolicy
+from sijo.metrics import Metrics
 from sijo.output.accumulate import accumulate
 from sijo.output.assembler import MessageAssembler
 from sijo.phases import Progress, Reply, ReplyLoop
@@ -43,7 +45,12 @@ from sijo.prompt.template import ChatTemplate, Prompt, Segment, tokenize
 from sijo.prompt_cache import NO_CACHE, Breakpoint, PromptCache, breakpoints
 from sijo.protocol.content import ContainerUploadBlockParam, ContentBlockParam, ServerToolResultBlockParam
 from sijo.protocol.context_management import ContextManagementResponse, CountTokensContextManagement
-from sijo.protocol.events import MessageDeltaEvent, StreamEvent
+from sijo.protocol.events import (
+    ContentBlockDeltaEvent,
+    ContentBlockStartEvent,
+    MessageDeltaEvent,
+    StreamEvent,
+)
 from sijo.protocol.message import CacheCreation, ContentBlock, Message, MessageTokensCount, Usage
 from sijo.protocol.params import NOT_YET_SUPPORTED, CountTokensParams, MessageCreateParams, MessageParam
 from sijo.protocol.reasoning import ThinkingAdaptive, ThinkingEnabled
@@ -93,8 +100,10 @@ class MessagesService:
         fetch_policy: FetchPolicy | None = None,
         server_tools: ServerTools | None = None,
         max_tool_iterations: int = 10,
+        metrics: Metrics | None = None,
     ) -> None:
         self.catalog = catalog
+        self.metrics = metrics
         self.server_tools = server_tools
         self.max_tool_iterations = max_tool_iterations
         self.ledger = ledger
@@ -208,18 +217,31 @@ class MessagesService:
         with `OverloadedError` (a 529) before anything is sent, and never once it has started."""
         admission = prepared.served.engine.admit()
         progress = Progress()
+        started = time.monotonic()
+        first: float | None = None  # when the first content event was sent
+        last = started  # and the latest
         try:
             admitted = replace(prepared, admission=admission)
             async with aclosing(self._events(admitted, progress)) as events:
                 async for event in events:
+                    if isinstance(event, ContentBlockStartEvent | ContentBlockDeltaEvent):
+                        last = time.monotonic()
+                        first = last if first is None else first
                     yield event
         finally:
             admission.release()
-            if self.ledger is not None and progress.usage is not None and not prepared.batch:
+            if progress.usage is not None:
                 spent = usage_record(
                     prepared, progress.usage, progress.output_tokens, progress.thinking_tokens
                 )
-                self.ledger.submit(spent)
+                if self.ledger is not None and not prepared.batch:
+                    self.ledger.submit(spent)
+                if self.metrics is not None:
+                    self.metrics.record_usage(spent)
+                    if first is not None:
+                        self.metrics.record_timing(
+                            prepared.model_id, first, last, started, spent.output_tokens
+                        )
 
     async def _events(
         self, prepared: PreparedMessage, progress: Progress
