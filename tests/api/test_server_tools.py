@@ -7,6 +7,7 @@ code execution) and the reply goes on in the same message. Streaming and not agr
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -614,8 +615,41 @@ async def test_a_structured_answer_after_a_search(client: httpx.AsyncClient, eng
         "tools": [SEARCH],
         "output_config": {"format": {"type": "json_schema", "schema": schema}},
     }
-    message = await both(client, engine, [call("web_search", {"query": "Hallasan"}), ['{"height": 1947}']], body)
+    message = await both(
+        client, engine, [call("web_search", {"query": "Hallasan"}), ['{"height": 1947}']], body
+    )
     assert [b["type"] for b in message["content"]] == ["server_tool_use", "web_search_tool_result", "text"]
     assert json.loads(message["content"][2]["text"]) == {"height": 1947}
     # Both answers were constrained: calls or the schema's JSON, before the search and after it.
     assert all("height" in (request.grammar or "") for request in engine.requests[-2:])
+
+
+async def test_two_replies_in_one_container_each_get_only_their_own_files(
+    client: httpx.AsyncClient, engine: FakeEngine
+) -> None:
+    body = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 300,
+        "messages": [{"role": "user", "content": "Write a file."}],
+        "tools": [CODE],
+        "tool_choice": {"type": "tool", "name": "code_execution"},
+    }
+    engine.enqueue(call("bash_code_execution", {"command": "true"}))
+    engine.enqueue(ANSWER)
+    first = await client.post("/v1/messages", json=body)
+    container = first.json()["container"]["id"]
+    # The slow one starts first; the other's files must not be counted as its, nor its as the other's.
+    engine.enqueue(call("bash_code_execution", {"command": "sleep 0.5; echo X > X.txt; echo X"}))
+    engine.enqueue(call("bash_code_execution", {"command": "echo Y > Y.txt; echo Y"}))
+    engine.enqueue(ANSWER)
+    engine.enqueue(ANSWER)
+    replies = await asyncio.gather(
+        *(client.post("/v1/messages", json={**body, "container": container}) for _ in range(2))
+    )
+    for reply in replies:
+        assert reply.status_code == 200, reply.text
+        result = reply.json()["content"][1]["content"]
+        name = result["stdout"].strip()
+        (output,) = result["content"]
+        download = await client.get(f"/v1/files/{output['file_id']}/content")
+        assert download.content == f"{name}\n".encode()

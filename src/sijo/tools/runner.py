@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import re
 import shlex
 import time
-from collections.abc import Awaitable, Callable
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,6 +146,7 @@ class ServerTools:
         self._max_output_file_bytes = max_output_file_bytes
         self._max_results = max_results
         self._next_sweep = 0.0
+        self._busy: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def reuse(self, workspace: str, container_id: str) -> Container:
         """The request's `container`: one of the workspace's that has not expired, or a 400."""
@@ -290,18 +293,28 @@ class ServerTools:
         """Run `command` in the reply's container: what it printed and the file ids of what it wrote."""
         try:
             container = await self._container(run)
-            before = await asyncio.to_thread(self.containers.snapshot, container)
-            execution = await self.sandbox.bash(container.path, command)
+            async with self._holding(container):  # what changed is this run's doing, no other's
+                before = await asyncio.to_thread(self.containers.snapshot, container)
+                execution = await self.sandbox.bash(container.path, command)
+                changes = await asyncio.to_thread(
+                    self.containers.changes, container, before, self._max_output_file_bytes
+                )
         except SandboxUnavailableError:
             return "unavailable"
         if execution.timed_out:
             return "execution_time_exceeded"
-        changes = await asyncio.to_thread(
-            self.containers.changes, container, before, self._max_output_file_bytes
-        )
         if changes.too_large:
             return "output_file_too_large"
         return execution, [await self._save(run, output) for output in changes.files]
+
+    @contextlib.asynccontextmanager
+    async def _holding(self, container: Container) -> AsyncIterator[None]:
+        """One run at a time in a container (two replies may share one by its id)."""
+        lock = self._busy.get(container.id)
+        if lock is None:
+            lock = self._busy[container.id] = asyncio.Lock()
+        async with lock:
+            yield
 
     async def _save(self, run: ToolRun, output: OutputFile) -> str:
         return await self._save_output(run.workspace, Path(output.name).name, output.data)
@@ -343,7 +356,8 @@ class ServerTools:
     async def _edit(self, call: ServerCall, run: ToolRun) -> Any:
         try:
             container = await self._container(run)
-            result = await self.sandbox.edit(container.path, dict(call.input))
+            async with self._holding(container):
+                result = await self.sandbox.edit(container.path, dict(call.input))
         except SandboxUnavailableError as exc:
             return TextEditorToolResultError(error_code="unavailable", error_message=str(exc))
         try:
