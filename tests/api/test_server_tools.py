@@ -41,6 +41,13 @@ SEARCH = {"type": "web_search_20250305", "name": "web_search"}
 FETCH = {"type": "web_fetch_20250910", "name": "web_fetch"}
 CODE = {"type": "code_execution_20250825", "name": "code_execution"}
 ANSWER = ["The", " answer", "."]
+WRITE_A_FILE: dict[str, Any] = {
+    "model": "claude-sonnet-4-6",
+    "max_tokens": 300,
+    "messages": [{"role": "user", "content": "Write a file."}],
+    "tools": [CODE],
+    "tool_choice": {"type": "tool", "name": "code_execution"},
+}
 
 
 def call(name: str, arguments: dict[str, Any]) -> list[str]:
@@ -338,13 +345,7 @@ async def test_web_fetch_reads_a_url_of_the_conversation_and_no_other(
 async def test_code_execution_runs_in_a_container_that_persists_and_its_files_come_out(
     client: httpx.AsyncClient, engine: FakeEngine
 ) -> None:
-    body = {
-        "model": "claude-sonnet-4-6",
-        "max_tokens": 300,
-        "messages": [{"role": "user", "content": "Write a file."}],
-        "tools": [CODE],
-        "tool_choice": {"type": "tool", "name": "code_execution"},
-    }
+    body = WRITE_A_FILE
     command = "echo hello > out.txt && cat out.txt && echo oops >&2"
     engine.enqueue(call("bash_code_execution", {"command": command}))
     engine.enqueue(ANSWER)
@@ -627,13 +628,7 @@ async def test_a_structured_answer_after_a_search(client: httpx.AsyncClient, eng
 async def test_two_replies_in_one_container_each_get_only_their_own_files(
     client: httpx.AsyncClient, engine: FakeEngine
 ) -> None:
-    body = {
-        "model": "claude-sonnet-4-6",
-        "max_tokens": 300,
-        "messages": [{"role": "user", "content": "Write a file."}],
-        "tools": [CODE],
-        "tool_choice": {"type": "tool", "name": "code_execution"},
-    }
+    body = WRITE_A_FILE
     engine.enqueue(call("bash_code_execution", {"command": "true"}))
     engine.enqueue(ANSWER)
     first = await client.post("/v1/messages", json=body)
