@@ -26,7 +26,6 @@ from sijo.prepared import PreparedMessage
 from sijo.prompt import markup
 from sijo.protocol.events import StreamEvent
 from sijo.protocol.message import StopReason, Usage
-from sijo.protocol.server_tools import ServerToolResultBlock
 from sijo.reply_plan import ReplyPlan
 from sijo.signing import ThinkingSigner
 from sijo.tools.runner import ServerTools, ToolRun
@@ -218,9 +217,6 @@ class ReplyLoop:
         call, tools, runner = reply.call, reply.tools, self._server_tools
         assert call is not None and tools is not None and runner is not None
         reply.call = None
-        assert reply.content.message is not None
-        results = [b for b in reply.content.message.content if isinstance(b, ServerToolResultBlock)]
-        tools.context[len(reply.prepared.messages) :] = [block.model_dump_json() for block in results]
         block = await runner.run(call, tools)
         assert reply.progress.usage is not None
         reply.progress.usage = reply.progress.usage.model_copy(update={"server_tool_use": tools.usage})

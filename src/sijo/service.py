@@ -43,7 +43,12 @@ from sijo.prompt.context_edits import apply_edits, checked_edits
 from sijo.prompt.conversation import Conversation, to_conversation
 from sijo.prompt.template import ChatTemplate, Prompt, Segment, tokenize
 from sijo.prompt_cache import NO_CACHE, Breakpoint, PromptCache, breakpoints
-from sijo.protocol.content import ContainerUploadBlockParam, ContentBlockParam, ServerToolResultBlockParam
+from sijo.protocol.content import (
+    ContainerUploadBlockParam,
+    ContentBlockParam,
+    WebFetchToolResultBlockParam,
+    WebSearchToolResultBlockParam,
+)
 from sijo.protocol.context_management import ContextManagementResponse, CountTokensContextManagement
 from sijo.protocol.events import (
     ContentBlockDeltaEvent,
@@ -197,7 +202,6 @@ class MessagesService:
     async def count_tokens(self, params: CountTokensParams, workspace: str = "default") -> MessageTokensCount:
         _reject_unsupported(params)
         served = self.catalog.resolve(params.model)
-        server_toolset(params)
         # The API counts a prompt over the window too: clients ask precisely to learn that it no longer fits.
         rendered = await self._render(served, params, workspace, enforce_window=False)
         original = None
@@ -511,14 +515,13 @@ def _as_param(block: ContentBlock) -> ContentBlockParam:
 
 def _fetchable(message: MessageParam) -> str:
     """What of a message web_fetch may take URLs from: a user's whole message (text, documents, tool
-    results), and of an assistant's only the results of server tools, never its own words."""
+    results), and of an assistant's only its search and fetch results, never what the model wrote."""
     if message.role == "user":
         return message.model_dump_json()
     if isinstance(message.content, str):
         return ""
-    return "\n".join(
-        b.model_dump_json() for b in message.content if isinstance(b, ServerToolResultBlockParam)
-    )
+    found = (WebSearchToolResultBlockParam, WebFetchToolResultBlockParam)
+    return "\n".join(b.model_dump_json() for b in message.content if isinstance(b, found))
 
 
 def _container_id(container: Any) -> str | None:

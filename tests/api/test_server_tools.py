@@ -483,7 +483,8 @@ async def test_a_search_service_that_is_down_is_an_unavailable_result(
 async def test_web_fetch_takes_urls_from_the_user_and_from_results_never_from_the_model(
     client: httpx.AsyncClient, engine: FakeEngine, site: str
 ) -> None:
-    """The model cannot make a URL fetchable by writing it: not in its text, not in a refused call."""
+    """The model cannot make a URL fetchable by writing it: not in its text, not in a refused call,
+    not in what its code prints."""
     url = f"{site}/jeju"
     body = {
         "model": "claude-sonnet-4-6",
@@ -506,6 +507,18 @@ async def test_web_fetch_takes_urls_from_the_user_and_from_results_never_from_th
     asked = {**body, "messages": [{"role": "user", "content": f"Summarise {url}."}]}
     prefix = (await client.post("/v1/messages", json=asked)).json()
     assert prefix["content"][1]["content"]["error_code"] == "url_not_in_prior_context"
+    # Nor by printing it from code: only search and fetch results bring URLs in.
+    engine.enqueue(call("bash_code_execution", {"command": f"echo {url}"}))
+    engine.enqueue(call("web_fetch", {"url": url}))
+    engine.enqueue(ANSWER)
+    printed = await client.post("/v1/messages", json={**body, "tools": [FETCH, CODE]})
+    assert printed.status_code == 200, printed.text
+    _use, ran, _, fetched, *_ = printed.json()["content"]
+    assert ran["content"]["stdout"] == f"{url}\n"
+    assert fetched["content"] == {
+        "type": "web_fetch_tool_result_error",
+        "error_code": "url_not_in_prior_context",
+    }
 
 
 async def test_web_fetch_never_reaches_loopback_unless_the_operator_allows_it(

@@ -92,8 +92,8 @@ class ToolRun:
 
     workspace: str
     toolset: ServerToolSet
-    # What web_fetch may fetch: the URLs of the user's messages and of tools' results so far (never
-    # of the model's own text or calls: it could name any URL, then fetch it).
+    # What web_fetch may fetch: the URLs of the user's messages and of search and fetch results so
+    # far (never of what the model wrote: its text, its calls, what its code printed).
     context: list[str]
     container_id: str | None = None  # the request's `container`, to reuse
     uploads: tuple[tuple[str, bytes], ...] = ()  # `container_upload` files: (name, bytes)
@@ -171,10 +171,13 @@ class ServerTools:
         """The call's result block. A failure of Sijo's own (a disk full, a container gone) is the
         tool's `unavailable` result, logged: the reply goes on, as the API's does."""
         try:
-            return await self._run(call, run)
+            block = await self._run(call, run)
         except Exception:
             logger.exception("the %s server tool failed", call.name)
-            return _unavailable(call)
+            block = _unavailable(call)
+        if isinstance(block, WebSearchToolResultBlock | WebFetchToolResultBlock):
+            run.context.append(block.model_dump_json())  # its URLs may be fetched next
+        return block
 
     async def _run(self, call: ServerCall, run: ToolRun) -> ServerToolResultBlock:
         if call.name == "web_search":
