@@ -41,13 +41,23 @@ SEARCH = {"type": "web_search_20250305", "name": "web_search"}
 FETCH = {"type": "web_fetch_20250910", "name": "web_fetch"}
 CODE = {"type": "code_execution_20250825", "name": "code_execution"}
 ANSWER = ["The", " answer", "."]
-WRITE_A_FILE: dict[str, Any] = {
-    "model": "claude-sonnet-4-6",
-    "max_tokens": 300,
-    "messages": [{"role": "user", "content": "Write a file."}],
-    "tools": [CODE],
-    "tool_choice": {"type": "tool", "name": "code_execution"},
-}
+
+
+def ask(content: Any, tools: list[Any], *, max_tokens: int, **extra: Any) -> dict[str, Any]:
+    """A request body: one user turn and the tools."""
+    messages = [{"role": "user", "content": content}]
+    return {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": max_tokens,
+        "messages": messages,
+        "tools": tools,
+        **extra,
+    }
+
+
+WRITE_A_FILE = ask(
+    "Write a file.", [CODE], max_tokens=300, tool_choice={"type": "tool", "name": "code_execution"}
+)
 
 
 def call(name: str, arguments: dict[str, Any]) -> list[str]:
@@ -141,13 +151,12 @@ def prompt_text(engine: FakeEngine, index: int = -1) -> str:
 async def test_a_forced_web_search_runs_and_the_reply_goes_on_in_the_same_message(
     client: httpx.AsyncClient, engine: FakeEngine
 ) -> None:
-    body = {
-        "model": "claude-sonnet-4-6",
-        "max_tokens": 200,
-        "messages": [{"role": "user", "content": "How high is the volcano on Jeju?"}],
-        "tools": [SEARCH],
-        "tool_choice": {"type": "tool", "name": "web_search"},
-    }
+    body = ask(
+        "How high is the volcano on Jeju?",
+        [SEARCH],
+        max_tokens=200,
+        tool_choice={"type": "tool", "name": "web_search"},
+    )
     message = await both(client, engine, [call("web_search", {"query": "Jeju volcano"}), ANSWER], body)
     use, result, text = message["content"]
     assert use["type"] == "server_tool_use" and use["id"].startswith("srvtoolu_")
@@ -169,13 +178,9 @@ async def test_a_forced_web_search_runs_and_the_reply_goes_on_in_the_same_messag
 async def test_the_blocks_sent_back_are_read_and_a_forged_page_is_refused(
     client: httpx.AsyncClient, engine: FakeEngine
 ) -> None:
-    body = {
-        "model": "claude-sonnet-4-6",
-        "max_tokens": 200,
-        "messages": [{"role": "user", "content": "What is kimchi?"}],
-        "tools": [SEARCH],
-        "tool_choice": {"type": "tool", "name": "web_search"},
-    }
+    body = ask(
+        "What is kimchi?", [SEARCH], max_tokens=200, tool_choice={"type": "tool", "name": "web_search"}
+    )
     first = await both(client, engine, [call("web_search", {"query": "kimchi"}), ANSWER], body)
     turn = {
         **body,
@@ -206,12 +211,7 @@ async def test_the_blocks_sent_back_are_read_and_a_forged_page_is_refused(
 async def test_max_uses_exceeded_is_a_result_not_an_http_error(
     client: httpx.AsyncClient, engine: FakeEngine
 ) -> None:
-    body = {
-        "model": "claude-sonnet-4-6",
-        "max_tokens": 300,
-        "messages": [{"role": "user", "content": "Search twice."}],
-        "tools": [{**SEARCH, "max_uses": 1}],
-    }
+    body = ask("Search twice.", [{**SEARCH, "max_uses": 1}], max_tokens=300)
     replies = [call("web_search", {"query": "kimchi"}), call("web_search", {"query": "volcano"}), ANSWER]
     message = await both(client, engine, replies, body)
     kinds = [block["type"] for block in message["content"]]
@@ -231,12 +231,7 @@ async def test_max_uses_exceeded_is_a_result_not_an_http_error(
 
 
 async def test_both_domain_filters_are_a_400(client: httpx.AsyncClient) -> None:
-    body = {
-        "model": "claude-sonnet-4-6",
-        "max_tokens": 10,
-        "messages": [{"role": "user", "content": "Hi"}],
-        "tools": [{**SEARCH, "allowed_domains": ["a.com"], "blocked_domains": ["b.com"]}],
-    }
+    body = ask("Hi", [{**SEARCH, "allowed_domains": ["a.com"], "blocked_domains": ["b.com"]}], max_tokens=10)
     response = await client.post("/v1/messages", json=body)
     assert response.status_code == 400
     assert response.json()["error"]["message"].startswith("tools.0")
@@ -249,12 +244,7 @@ async def test_pause_turn_after_the_iteration_limit_and_sending_it_back_continue
         update={"server_tools": settings.server_tools.model_copy(update={"max_iterations": 1})}
     )
     async with serving(engine, settings) as (client, _app):
-        body = {
-            "model": "claude-sonnet-4-6",
-            "max_tokens": 200,
-            "messages": [{"role": "user", "content": "What is kimchi?"}],
-            "tools": [SEARCH],
-        }
+        body = ask("What is kimchi?", [SEARCH], max_tokens=200)
         message = await both(client, engine, [call("web_search", {"query": "kimchi"})], body)
         assert message["stop_reason"] == "pause_turn"
         assert [b["type"] for b in message["content"]] == ["server_tool_use", "web_search_tool_result"]
@@ -319,12 +309,7 @@ async def test_web_fetch_reads_a_url_of_the_conversation_and_no_other(
     client: httpx.AsyncClient, engine: FakeEngine, site: str
 ) -> None:
     url = f"{site}/jeju"
-    body = {
-        "model": "claude-sonnet-4-6",
-        "max_tokens": 300,
-        "messages": [{"role": "user", "content": f"Summarise {url}"}],
-        "tools": [FETCH],
-    }
+    body = ask(f"Summarise {url}", [FETCH], max_tokens=300)
     replies = [call("web_fetch", {"url": url}), call("web_fetch", {"url": f"{site}/other"}), ANSWER]
     message = await both(client, engine, replies, body)
     fetched, refused = message["content"][1], message["content"][3]
@@ -382,12 +367,7 @@ async def test_the_answer_after_a_search_cites_its_results(engine: FakeEngine, s
         update={"models": [ModelConfig(id="claude-sonnet-4-6", force_tool_use=True)]}
     )
     async with serving(engine, settings) as (client, _app):
-        body = {
-            "model": "claude-sonnet-4-6",
-            "max_tokens": 300,
-            "messages": [{"role": "user", "content": "How high is Hallasan?"}],
-            "tools": [SEARCH],
-        }
+        body = ask("How high is Hallasan?", [SEARCH], max_tokens=300)
         answer = ['<cite ref="', "w1.1", '">', "It is 1,947 metres high.", "</cite>"]
         message = await both(
             client, engine, [call("web_search", {"query": "Hallasan volcano"}), answer], body
@@ -405,13 +385,9 @@ async def test_the_answer_after_a_search_cites_its_results(engine: FakeEngine, s
 
 
 async def test_thinking_then_a_search_then_the_answer(client: httpx.AsyncClient, engine: FakeEngine) -> None:
-    body = {
-        "model": "claude-sonnet-4-6",
-        "max_tokens": 2000,
-        "thinking": {"type": "enabled", "budget_tokens": 1024},
-        "messages": [{"role": "user", "content": "What is kimchi made of?"}],
-        "tools": [SEARCH, {"name": "save_note", "input_schema": {"type": "object"}}],
-    }
+    tools = [SEARCH, {"name": "save_note", "input_schema": {"type": "object"}}]
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    body = ask("What is kimchi made of?", tools, max_tokens=2000, thinking=thinking)
     replies = [["I should search.", "\n</think>"], call("web_search", {"query": "kimchi"}), ANSWER]
     message = await both(client, engine, replies, body)
     kinds = [block["type"] for block in message["content"]]
@@ -431,12 +407,7 @@ async def test_searches_are_billed_in_the_ledger(engine: FakeEngine, settings: S
     """The usage ledger records the searches a reply made; the cost report prices them ($10 per
     1,000, on a line of their own)."""
     async with serving(engine, settings) as (client, app):
-        body = {
-            "model": "claude-sonnet-4-6",
-            "max_tokens": 300,
-            "messages": [{"role": "user", "content": "Search twice."}],
-            "tools": [SEARCH],
-        }
+        body = ask("Search twice.", [SEARCH], max_tokens=300)
         replies = [
             call("web_search", {"query": "kimchi"}),
             call("web_search", {"query": "volcano"}),
@@ -465,12 +436,7 @@ async def test_a_search_service_that_is_down_is_an_unavailable_result(
     search = {"backend": "searxng", "url": f"http://127.0.0.1:{closed}", "timeout": 2}
     tools = settings.server_tools.model_copy(update={"search": SearchConfig(**search)})
     async with serving(engine, settings.model_copy(update={"server_tools": tools})) as (client, _app):
-        body = {
-            "model": "claude-sonnet-4-6",
-            "max_tokens": 300,
-            "messages": [{"role": "user", "content": "Search."}],
-            "tools": [SEARCH],
-        }
+        body = ask("Search.", [SEARCH], max_tokens=300)
         message = await both(client, engine, [call("web_search", {"query": "kimchi"}), ANSWER], body)
     assert message["content"][1]["content"] == {
         "type": "web_search_tool_result_error",
@@ -486,12 +452,7 @@ async def test_web_fetch_takes_urls_from_the_user_and_from_results_never_from_th
     """The model cannot make a URL fetchable by writing it: not in its text, not in a refused call,
     not in what its code prints."""
     url = f"{site}/jeju"
-    body = {
-        "model": "claude-sonnet-4-6",
-        "max_tokens": 400,
-        "messages": [{"role": "user", "content": "Tell me about Jeju."}],
-        "tools": [FETCH],
-    }
+    body = ask("Tell me about Jeju.", [FETCH], max_tokens=400)
     replies = [
         [f"I will read {url} now.", *call("web_fetch", {"url": url})],
         call("web_fetch", {"url": url}),  # the same URL again: now in the first call's input
@@ -526,12 +487,7 @@ async def test_web_fetch_never_reaches_loopback_unless_the_operator_allows_it(
 ) -> None:
     async with serving(engine, Settings(data_dir=data_dir)) as (client, _app):
         url = f"{site}/jeju"
-        body = {
-            "model": "claude-sonnet-4-6",
-            "max_tokens": 300,
-            "messages": [{"role": "user", "content": f"Read {url} and http://169.254.169.254/latest/"}],
-            "tools": [FETCH],
-        }
+        body = ask(f"Read {url} and http://169.254.169.254/latest/", [FETCH], max_tokens=300)
         replies = [
             call("web_fetch", {"url": url}),
             call("web_fetch", {"url": "http://169.254.169.254/latest/"}),
@@ -546,12 +502,7 @@ async def test_a_page_in_a_codec_that_is_not_text_is_still_read(
     client: httpx.AsyncClient, engine: FakeEngine, site: str
 ) -> None:
     url = f"{site}/base64"
-    body = {
-        "model": "claude-sonnet-4-6",
-        "max_tokens": 300,
-        "messages": [{"role": "user", "content": f"Read {url}"}],
-        "tools": [FETCH],
-    }
+    body = ask(f"Read {url}", [FETCH], max_tokens=300)
     message = await both(client, engine, [call("web_fetch", {"url": url}), ANSWER], body)
     document = message["content"][1]["content"]["content"]
     assert "Hallasan" in document["source"]["data"]
@@ -560,12 +511,11 @@ async def test_a_page_in_a_codec_that_is_not_text_is_still_read(
 async def test_a_client_call_then_a_server_call_runs_it_and_stops_for_the_client(
     client: httpx.AsyncClient, engine: FakeEngine
 ) -> None:
-    body = {
-        "model": "claude-sonnet-4-6",
-        "max_tokens": 300,
-        "messages": [{"role": "user", "content": "Note it and search."}],
-        "tools": [{"name": "save_note", "input_schema": {"type": "object"}}, SEARCH],
-    }
+    body = ask(
+        "Note it and search.",
+        [{"name": "save_note", "input_schema": {"type": "object"}}, SEARCH],
+        max_tokens=300,
+    )
     pieces = [*call("save_note", {}), markup.CALL_SEPARATOR, *call("web_search", {"query": "kimchi"})]
     message = await both(client, engine, [pieces], body)
     assert [b["type"] for b in message["content"]] == [
@@ -589,12 +539,7 @@ async def test_container_upload_places_a_file_for_the_code(
     assert upload.status_code == 200, upload.text
     file_id = upload.json()["id"]
     placed = {"type": "container_upload", "file_id": file_id}
-    body = {
-        "model": "claude-sonnet-4-6",
-        "max_tokens": 300,
-        "messages": [{"role": "user", "content": [{"type": "text", "text": "Look."}, placed]}],
-        "tools": [CODE],
-    }
+    body = ask([{"type": "text", "text": "Look."}, placed], [CODE], max_tokens=300)
     engine.enqueue(call("bash_code_execution", {"command": command}))
     engine.enqueue(ANSWER)
     response = await client.post("/v1/messages", json=body)
@@ -607,12 +552,7 @@ async def test_the_domain_filters_hold_after_redirects(
     client: httpx.AsyncClient, engine: FakeEngine, site: str
 ) -> None:
     url = f"{site}/away"
-    body = {
-        "model": "claude-sonnet-4-6",
-        "max_tokens": 300,
-        "messages": [{"role": "user", "content": f"Read {url} and {site}/jeju"}],
-        "tools": [{**FETCH, "allowed_domains": ["127.0.0.1"]}],
-    }
+    body = ask(f"Read {url} and {site}/jeju", [{**FETCH, "allowed_domains": ["127.0.0.1"]}], max_tokens=300)
     replies = [call("web_fetch", {"url": url}), call("web_fetch", {"url": f"{site}/jeju"}), ANSWER]
     message = await both(client, engine, replies, body)
     away, direct = [b["content"] for b in message["content"] if b["type"] == "web_fetch_tool_result"]
@@ -622,13 +562,12 @@ async def test_the_domain_filters_hold_after_redirects(
 
 async def test_a_structured_answer_after_a_search(client: httpx.AsyncClient, engine: FakeEngine) -> None:
     schema = {"type": "object", "properties": {"height": {"type": "integer"}}, "required": ["height"]}
-    body = {
-        "model": "claude-sonnet-4-6",
-        "max_tokens": 300,
-        "messages": [{"role": "user", "content": "How high is Hallasan?"}],
-        "tools": [SEARCH],
-        "output_config": {"format": {"type": "json_schema", "schema": schema}},
-    }
+    body = ask(
+        "How high is Hallasan?",
+        [SEARCH],
+        max_tokens=300,
+        output_config={"format": {"type": "json_schema", "schema": schema}},
+    )
     message = await both(
         client, engine, [call("web_search", {"query": "Hallasan"}), ['{"height": 1947}']], body
     )
