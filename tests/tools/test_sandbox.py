@@ -16,40 +16,7 @@ import pytest
 
 from sijo.config import SandboxConfig
 from sijo.tools.code_execution import Containers, Sandbox, SandboxUnavailableError
-
-WORKSPACE_ID = "wrkspc_test"
-
-
-def make_sandbox(**settings: Any) -> Sandbox:
-    """A sandbox with quick limits, or a failure saying that bubblewrap is needed."""
-    extra = {
-        name: settings.pop(name)
-        for name in ("workspace_bytes", "tmp_bytes", "grace_seconds")
-        if name in settings
-    }
-    sandbox = Sandbox(SandboxConfig(**{"wall_seconds": 10.0, **settings}), **extra)
-    try:
-        sandbox.check()
-    except SandboxUnavailableError as error:
-        pytest.fail(
-            f"these tests need a working bubblewrap (`apt-get install bubblewrap`): {error}", pytrace=False
-        )
-    return sandbox
-
-
-@pytest.fixture
-def sandbox() -> Sandbox:
-    return make_sandbox()
-
-
-@pytest.fixture
-def containers(tmp_path: Path) -> Containers:
-    return Containers(tmp_path / "containers", 3600)
-
-
-@pytest.fixture
-def workdir(containers: Containers) -> Path:
-    return containers.create(WORKSPACE_ID).path
+from tests.tools.sandboxes import WORKSPACE_ID, make_sandbox
 
 
 async def test_bash_runs_in_the_workspace(sandbox: Sandbox, workdir: Path) -> None:

@@ -22,22 +22,7 @@ import pytest
 
 import sijo
 from sijo.tools.code_execution import Containers, Sandbox, bwrap, transfer
-from tests.tools.test_sandbox import WORKSPACE_ID, make_sandbox
-
-
-@pytest.fixture
-def sandbox() -> Sandbox:
-    return make_sandbox()
-
-
-@pytest.fixture
-def containers(tmp_path: Path) -> Containers:
-    return Containers(tmp_path / "containers", 3600)
-
-
-@pytest.fixture
-def workdir(containers: Containers) -> Path:
-    return containers.create(WORKSPACE_ID).path
+from tests.tools.sandboxes import WORKSPACE_ID, make_sandbox
 
 
 @pytest.fixture
