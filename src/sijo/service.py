@@ -110,7 +110,6 @@ class MessagesService:
         self.catalog = catalog
         self.metrics = metrics
         self.server_tools = server_tools
-        self.max_tool_iterations = max_tool_iterations
         self.ledger = ledger
         self.files = files
         self.fetch_policy = fetch_policy

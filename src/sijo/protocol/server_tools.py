@@ -12,10 +12,6 @@ from pydantic import Field
 
 from sijo.protocol.base import ResponseModel
 
-ServerToolName = Literal[
-    "web_search", "web_fetch", "code_execution", "bash_code_execution", "text_editor_code_execution"
-]
-
 WebSearchErrorCode = Literal[
     "invalid_tool_input",
     "unavailable",

@@ -40,19 +40,10 @@ import httpx
 import trafilatura
 
 from sijo.media.fetch import Fetched, FetchError, FetchPolicy, fetch
+from sijo.protocol.server_tools import WebFetchErrorCode
 
 MAX_URL_CHARS = 250
 
-WebFetchErrorCode = Literal[
-    "invalid_tool_input",
-    "url_too_long",
-    "url_not_allowed",
-    "url_not_accessible",
-    "unsupported_content_type",
-    "too_many_requests",
-    "max_uses_exceeded",
-    "unavailable",
-]
 PageKind = Literal["html", "text", "pdf"]
 
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})

@@ -15,7 +15,6 @@ names a path, and a container answers only to its own workspace. The files are t
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import secrets
@@ -30,7 +29,6 @@ from sijo.ids import new_id
 from sijo.tools.code_execution.supervisor import WORKSPACE
 from sijo.tools.code_execution.transfer import remove_tree
 
-logger = logging.getLogger(__name__)
 
 METADATA = "container.json"
 FILES = "workspace"
@@ -138,15 +136,6 @@ class Containers:
             else:
                 files.append(OutputFile(relative, data))
         return Changes(files, too_large)
-
-    def changed_files(
-        self, container: Container, before: dict[str, tuple[int, int]], max_bytes: int
-    ) -> list[OutputFile]:
-        """changes().files: the files over max_bytes are left out (and logged); changes() names them."""
-        found = self.changes(container, before, max_bytes)
-        for name in found.too_large:
-            logger.info("output file %s of %s is over %d bytes: left out", name, container.id, max_bytes)
-        return found.files
 
     def place(self, container: Container, filename: str, data: bytes) -> str:
         """Puts an uploaded file (container_upload) among the container's files, replacing what had
