@@ -29,7 +29,6 @@ from sijo.ids import new_id
 from sijo.tools.code_execution.supervisor import WORKSPACE
 from sijo.tools.code_execution.transfer import remove_tree
 
-
 METADATA = "container.json"
 FILES = "workspace"
 _ID = re.compile(r"container_[0-9A-Za-z]{24}\Z")
