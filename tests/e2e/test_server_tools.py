@@ -18,6 +18,7 @@ from typing import Any
 import anthropic
 import pytest
 
+from sijo.tools.runner import MAX_QUERY_CHARS
 from tests.conftest import Server
 
 MODEL = "claude-haiku-4-5"
@@ -72,8 +73,11 @@ def _check_search(message: anthropic.types.Message, docs: Path) -> None:
             assert found.type == "web_search_result" and found.encrypted_content
             assert found.url.startswith("file://") and found.url.endswith((".md", ".txt", ".html"))
             assert Path(found.url.removeprefix("file://")).parent == docs.resolve()
-    else:  # an empty query is the model's to write
-        assert result.content.error_code == "invalid_tool_input"
+    else:  # the query is the model's to write: an empty one, or one too long
+        query = use.input["query"]
+        expected = "invalid_tool_input" if not query.strip() else "query_too_long"
+        assert len(query) > MAX_QUERY_CHARS or not query.strip()
+        assert result.content.error_code == expected
     assert all(block.type in ("text", "server_tool_use", "web_search_tool_result") for block in rest)
     assert message.stop_reason in ("end_turn", "max_tokens", "pause_turn")
     assert message.usage.server_tool_use is not None
@@ -143,3 +147,27 @@ def test_count_tokens_with_server_tools(sdk: anthropic.Anthropic) -> None:
     plain = sdk.messages.count_tokens(model=MODEL, messages=messages).input_tokens
     with_tools = sdk.messages.count_tokens(model=MODEL, messages=messages, tools=[SEARCH, CODE]).input_tokens
     assert with_tools > plain
+
+
+def test_web_fetch_refuses_loopback_on_a_default_server(sdk: anthropic.Anthropic) -> None:
+    """The shared server has no `fetch_allow`: a page on 127.0.0.1 named by the user is not fetched,
+    whatever URL the model writes (another one is not in the conversation)."""
+    url = "http://127.0.0.1:9/notes.html"
+    message = sdk.messages.create(
+        model=MODEL,
+        max_tokens=120,
+        messages=[{"role": "user", "content": f"Fetch {url} and summarise it."}],
+        tools=[{"type": "web_fetch_20250910", "name": "web_fetch", "max_uses": 1}],
+        tool_choice={"type": "tool", "name": "web_fetch"},
+    )
+    use, result, *rest = message.content
+    assert use.type == "server_tool_use" and use.name == "web_fetch" and use.id.startswith("srvtoolu_")
+    assert result.type == "web_fetch_tool_result" and result.tool_use_id == use.id
+    assert result.content.type == "web_fetch_tool_result_error"
+    if use.input.get("url") == url:  # the page the user named: on loopback, which it may not reach
+        assert result.content.error_code == "url_not_allowed"
+    else:  # a URL of the model's own making, or none (`url.` is the user's too, and refused alike)
+        refusals = {"url_not_in_prior_context", "invalid_tool_input", "url_too_long", "url_not_allowed"}
+        assert result.content.error_code in refusals
+    assert message.usage.server_tool_use is not None and message.usage.server_tool_use.web_fetch_requests == 0
+    assert all(block.type in ("text", "server_tool_use", "web_fetch_tool_result") for block in rest)
