@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import anthropic
 import pytest
 
 from sijo.tools.runner import MAX_QUERY_CHARS
-from tests.conftest import Server
+from tests.conftest import Server, start_configured, stop_server
 
 MODEL = "claude-haiku-4-5"
 SEARCH = {"type": "web_search_20250305", "name": "web_search", "max_uses": 2}
@@ -171,3 +172,34 @@ def test_web_fetch_refuses_loopback_on_a_default_server(sdk: anthropic.Anthropic
         assert result.content.error_code in refusals
     assert message.usage.server_tool_use is not None and message.usage.server_tool_use.web_fetch_requests == 0
     assert all(block.type in ("text", "server_tool_use", "web_fetch_tool_result") for block in rest)
+
+
+@pytest.fixture(scope="module")
+def pausing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server whose replies pause after one server tool call."""
+    running = start_configured(tmp_path_factory.mktemp("pausing"), "[server_tools]\nmax_iterations = 1\n")
+    yield running
+    stop_server(running)
+
+
+def test_pause_turn_and_sending_it_back_continues(pausing: Server) -> None:
+    sdk = anthropic.Anthropic(base_url=pausing.base_url, api_key=pausing.api_key, max_retries=0)
+    question: Any = [{"role": "user", "content": "Search the web for kimchi."}]
+    paused = sdk.messages.create(
+        model=MODEL,
+        max_tokens=160,
+        messages=question,
+        tools=[SEARCH],
+        tool_choice={"type": "tool", "name": "web_search"},
+    )
+    assert paused.stop_reason == "pause_turn"
+    assert [block.type for block in paused.content] == ["server_tool_use", "web_search_tool_result"]
+    resumed = sdk.messages.create(
+        model=MODEL,
+        max_tokens=16,
+        messages=[*question, {"role": "assistant", "content": paused.content}],
+        tools=[SEARCH],
+        tool_choice={"type": "none"},
+    )
+    assert resumed.stop_reason in ("end_turn", "max_tokens")
+    assert all(block.type == "text" for block in resumed.content)  # an answer: no new call
