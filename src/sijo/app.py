@@ -24,6 +24,8 @@ from sijo.batch_worker import BatchWorker
 from sijo.catalog import Catalog, default_models
 from sijo.config import Settings
 from sijo.engines.base import Engine
+from sijo.engines.registry import load_engines
+from sijo.engines.upstream.anthropic import AnthropicUpstream
 from sijo.errors import InternalServerError
 from sijo.ids import new_id
 from sijo.media.fetch import FetchPolicy
@@ -92,12 +94,6 @@ class RequestIdMiddleware:
             await response(scope, receive, send_with_id)
 
 
-def load_engines(settings: Settings) -> dict[str, Engine]:
-    from sijo.engines.llama_cpp import LlamaCppEngine  # heavy: only when serving for real
-
-    return {name: LlamaCppEngine.load(config) for name, config in settings.engines.items()}
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -117,8 +113,11 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = connect(settings.database)
         await asyncio.to_thread(migrate, database)
-        loaded = dict(engines) if engines is not None else load_engines(settings)
-        catalog = Catalog(settings.models or default_models(loaded), loaded)
+        if engines is not None:
+            loaded, upstreams = dict(engines), dict[str, AnthropicUpstream]()
+        else:
+            loaded, upstreams = await load_engines(settings)
+        catalog = Catalog(settings.models or default_models(loaded), loaded, upstreams)
         secret = load_or_create_secret(settings.data_dir / "thinking-signing.key")
         signer = ThinkingSigner(secret)
         state = app.state
@@ -156,6 +155,8 @@ def create_app(
             if engines is None:
                 for engine in loaded.values():
                     await engine.aclose()
+                for upstream in upstreams.values():
+                    await upstream.aclose()
             database.dispose()
 
     # The schema at /openapi.json (api/openapi.py); no docs pages, which would load JavaScript from a CDN.
@@ -182,10 +183,10 @@ def create_app(
 
 
 def _engine_stats(app: FastAPI) -> dict[str, dict[str, int | float]]:
-    service = getattr(app.state, "service", None)
+    service: MessagesService | None = getattr(app.state, "service", None)
     if service is None:
         return {}
-    return {name: engine.stats() for name, engine in service.catalog.engines.items()}
+    return service.catalog.stats()
 
 
 def _batch_concurrency(settings: Settings, engines: Mapping[str, Engine]) -> int:

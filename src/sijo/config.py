@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Effort = Literal["low", "medium", "high", "xhigh", "max"]
@@ -37,9 +37,53 @@ DEFAULT_THINKING_BUDGETS: dict[Effort, int] = {
 DEFAULT_MAX_THINKING_TOKENS = 1024
 
 
+EngineKind = Literal["llama_cpp", "completions", "anthropic"]
+UpstreamDialect = Literal["vllm", "sglang", "llama-server"]
+
+
 class EngineConfig(BaseModel):
+    """One engine: llama.cpp in this process (`llama_cpp`), an engine server Sijo sends token ids to
+    (`completions`: vLLM, SGLang, llama-server), or the Claude API or another Sijo (`anthropic`)."""
+
     model_config = ConfigDict(extra="forbid")
 
+    kind: EngineKind = Field(
+        default="llama_cpp",
+        description="llama_cpp: a GGUF loaded here; completions: an upstream engine's OpenAI-style "
+        "/v1/completions (token-id prompts); anthropic: a Messages API (the Claude API, another Sijo).",
+    )
+    url: str | list[str] | None = Field(
+        default=None,
+        description="completions: the upstream's base URL, or a list of replicas of one model (a "
+        "request goes to the least loaded healthy one); anthropic: the API's base URL "
+        "(default https://api.anthropic.com).",
+    )
+    dialect: UpstreamDialect = Field(
+        default="vllm",
+        description="completions: which server it is. vllm and sglang take Sijo's grammars as they "
+        "are (llguidance); llama-server gets them translated to GBNF.",
+    )
+    upstream_model: str | None = Field(
+        default=None,
+        description="The model name sent upstream; unset means the upstream's first model "
+        "(completions) or the id the client asked for (anthropic).",
+    )
+    api_key_env: str | None = Field(
+        default=None,
+        description="Environment variable holding the upstream's API key (anthropic: default "
+        "ANTHROPIC_API_KEY); the key itself never goes in the config file.",
+    )
+    bos_token: str | None = Field(
+        default=None, description="completions: the model's BOS text, if the upstream does not say it."
+    )
+    eos_token: str | None = Field(
+        default=None, description="completions: the model's EOS text, if the upstream does not say it."
+    )
+    timeout: float = Field(default=600.0, gt=0, description="Upstreams: seconds one request may take.")
+    connect_timeout: float = Field(default=5.0, gt=0, description="Upstreams: seconds to connect.")
+    health_interval: float = Field(
+        default=5.0, gt=0, description="Upstreams: seconds between health checks of each one."
+    )
     path: Path | None = Field(
         default=None,
         description="GGUF file to load; unset means the embedded SmolLM2-135M-Instruct Q4_1.",
@@ -111,12 +155,31 @@ class EngineConfig(BaseModel):
         default=True, description="llama.cpp's flash attention (llama-server turns it on where it can)."
     )
 
+    @model_validator(mode="after")
+    def _fits_kind(self) -> EngineConfig:
+        if self.kind == "completions" and not self.urls:
+            raise ValueError("an engine of kind completions needs url (the upstream's base URL)")
+        if self.kind == "llama_cpp" and self.url is not None:
+            raise ValueError("url is for upstream engines (kind completions or anthropic)")
+        return self
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        if self.url is None:
+            return ()
+        return (self.url,) if isinstance(self.url, str) else tuple(self.url)
+
 
 class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(description="The model id clients send, e.g. claude-sonnet-4-6.")
-    engine: str = Field(default="default", description="Name of the engine (see `engines`) serving it.")
+    engine: str | list[str] = Field(
+        default="default",
+        description="Name of the engine (see `engines`) serving it, or an ordered list: the first "
+        "healthy one serves a request, and the next takes it over if one fails before any output "
+        '(e.g. ["claude", "default"]: the Claude API while it answers, the local model offline).',
+    )
     aliases: list[str] = Field(default_factory=list, description="Other ids that resolve to this one.")
     display_name: str | None = Field(default=None, description="Shown by GET /v1/models.")
     created_at: str = Field(default="1970-01-01T00:00:00Z", description="RFC 3339 release date.")

@@ -13,6 +13,8 @@
     ├── InternalServerError      500 api_error
     ├── GatewayTimeoutError      504 timeout_error
     └── OverloadedError          529 overloaded_error
+        └── UpstreamUnavailableError  529 (an upstream engine or API did not answer: the router
+                                       fails over to the next route while nothing was sent)
 
 Errors are raised, never returned; `api/errors.py` renders them in one place as
 `{"type":"error","error":{"type","message"},"request_id"}` (reference §4), plus `error.details` for
@@ -124,6 +126,10 @@ class GatewayTimeoutError(ApiError):
 class OverloadedError(ApiError):
     status_code: ClassVar[int] = 529
     error_type: ClassVar[str] = "overloaded_error"
+
+
+class UpstreamUnavailableError(OverloadedError):
+    """An upstream (an engine server, the Claude API) refused to connect, failed or went away."""
 
 
 class RequestTimeoutError(ApiError):

@@ -3,9 +3,10 @@ its usage is recorded against."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
-from sijo.catalog import ServedModel
+from sijo.catalog import RemoteModel, ServedModel
 from sijo.engines.base import Admission, Sampling
 from sijo.prompt.attachments import Attachments
 from sijo.prompt.template import Prompt
@@ -50,3 +51,30 @@ class PreparedMessage:
     toolset: ServerToolSet = _NO_TOOLS
     container_id: str | None = None
     uploads: tuple[tuple[str, bytes], ...] = ()
+
+    @property
+    def input_tokens(self) -> int:
+        """The prompt's tokens, as rate limits count them before it runs."""
+        return len(self.prompt.tokens)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteMessage:
+    """A request for a model a Messages API upstream serves: sent up as the client wrote it."""
+
+    model_id: str
+    route: RemoteModel
+    params: MessageCreateParams
+    workspace: str
+    account: Account = Account()
+    batch: bool = False
+
+    @property
+    def input_tokens(self) -> int:
+        """An estimate for rate limits (the prompt is tokenized upstream): a token per 4 bytes of
+        its messages, system and tools; the ledger records what the upstream billed."""
+        parts = self.params.model_dump(mode="json", include={"messages", "system", "tools"})
+        return len(json.dumps(parts)) // 4
+
+
+Prepared = PreparedMessage | RemoteMessage

@@ -24,19 +24,26 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from sijo.catalog import Catalog, ServedModel
+from sijo.catalog import Catalog, RemoteModel, Route, ServedModel, available
 from sijo.engines.base import (
     GrammarError,
     Sampling,
 )
-from sijo.errors import InvalidRequestError, PromptTooLongError, ThreadUnsupportedRequestError, shown
+from sijo.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    PromptTooLongError,
+    ThreadUnsupportedRequestError,
+    UpstreamUnavailableError,
+    shown,
+)
 from sijo.ids import new_id
 from sijo.media.fetch import FetchPolicy
 from sijo.metrics import Metrics
 from sijo.output.accumulate import accumulate
 from sijo.output.assembler import MessageAssembler
 from sijo.phases import Progress, Reply, ReplyLoop
-from sijo.prepared import Account, PreparedMessage
+from sijo.prepared import Account, Prepared, PreparedMessage, RemoteMessage
 from sijo.prompt import markup
 from sijo.prompt.attachments import Attachments, DecodedImages, StoredBytes, load_attachments
 from sijo.prompt.context_edits import apply_edits, checked_edits
@@ -54,11 +61,14 @@ from sijo.protocol.events import (
     ContentBlockDeltaEvent,
     ContentBlockStartEvent,
     MessageDeltaEvent,
+    MessageStartEvent,
+    PingEvent,
     StreamEvent,
 )
 from sijo.protocol.message import CacheCreation, ContentBlock, Message, MessageTokensCount, Usage
 from sijo.protocol.params import NOT_YET_SUPPORTED, CountTokensParams, MessageCreateParams, MessageParam
 from sijo.protocol.reasoning import ThinkingAdaptive, ThinkingEnabled
+from sijo.relay import relay, remote_usage_record
 from sijo.reply_plan import ReplyPlan, custom_tools, plan_reply, with_citations
 from sijo.signing import SEALING, ThinkingSigner
 from sijo.store.ledger import UsageLedger
@@ -127,20 +137,35 @@ class MessagesService:
         *,
         account: Account = _NO_ACCOUNT,
         batch: bool = False,
-    ) -> PreparedMessage:
-        if params.thread is not None:  # first, so that SDK helpers go on without a thread
-            raise ThreadUnsupportedRequestError()
-        _reject_unsupported(params)
-        if params.speed == "fast":
-            raise InvalidRequestError("speed: fast mode is not supported by Sijo")
+    ) -> Prepared:
+        """The request made ready on the first healthy route of its model (`catalog.available`)."""
+        if params.thread is not None and not self._remote(params.model):
+            raise ThreadUnsupportedRequestError()  # first, so that SDK helpers go on without a thread
+        route = available(self.catalog.resolve(params.model))
+        if isinstance(route, ServedModel):
+            _check_local(params)
         if params.stream and params.max_tokens == 0:
             raise InvalidRequestError("max_tokens: 0 is not allowed when stream is true")
-        served = self.catalog.resolve(params.model)
-        if params.max_tokens > served.max_output_tokens:
+        return await self._prepare_on(route, params, workspace, account, batch)
+
+    def _remote(self, model_id: str) -> bool:
+        try:
+            return isinstance(available(self.catalog.resolve(model_id)), RemoteModel)
+        except NotFoundError:
+            return False
+
+    async def _prepare_on(
+        self, route: Route, params: MessageCreateParams, workspace: str, account: Account, batch: bool
+    ) -> Prepared:
+        if params.max_tokens > route.max_output_tokens:
             raise InvalidRequestError(
-                f"max_tokens: {params.max_tokens} > {served.max_output_tokens}, which is the "
+                f"max_tokens: {params.max_tokens} > {route.max_output_tokens}, which is the "
                 f"maximum allowed number of output tokens for {params.model}"
             )
+        if isinstance(route, RemoteModel):  # the upstream checks the rest, as the API it is
+            return RemoteMessage(params.model, route, params, workspace, account, batch)
+        served = route
+        _check_local(params)
         toolset = server_toolset(params)
         container_id, uploads = await self._tool_inputs(params, toolset, workspace)
         rendered = await self._render(served, params, workspace, uploads=uploads)
@@ -199,22 +224,60 @@ class MessagesService:
         return container_id, dict(zip(file_ids, read, strict=True))
 
     async def count_tokens(self, params: CountTokensParams, workspace: str = "default") -> MessageTokensCount:
+        route = available(self.catalog.resolve(params.model))
+        if isinstance(route, RemoteModel):
+            body = params.model_dump(mode="json", exclude_unset=True, by_alias=True)
+            return MessageTokensCount.model_validate(await route.upstream.count_tokens(body, {}))
         _reject_unsupported(params)
-        served = self.catalog.resolve(params.model)
         # The API counts a prompt over the window too: clients ask precisely to learn that it no longer fits.
-        rendered = await self._render(served, params, workspace, enforce_window=False)
+        rendered = await self._render(route, params, workspace, enforce_window=False)
         original = None
         if rendered.context_management is not None:
             original = CountTokensContextManagement(original_input_tokens=rendered.original_tokens)
         return MessageTokensCount(input_tokens=len(rendered.prompt.tokens), context_management=original)
 
-    async def create(self, prepared: PreparedMessage) -> Message:
+    async def create(self, prepared: Prepared) -> Message:
         return await accumulate(self.stream(prepared))
 
-    async def stream(self, prepared: PreparedMessage) -> AsyncIterator[StreamEvent]:
+    async def stream(self, prepared: Prepared) -> AsyncIterator[StreamEvent]:
+        """The reply's events, from the route `prepare` chose. A route that may fail for reasons of
+        its own (an upstream, or one with a fallback) holds `message_start` back until the reply has
+        begun: if it fails before that, the next healthy route takes the request over, and nothing
+        of the failed attempt was sent. After that, a failure is an `error` event."""
+        while True:
+            route = prepared.route if isinstance(prepared, RemoteMessage) else prepared.served
+            held: list[StreamEvent] | None = [] if _holds_back(route) else None
+            try:
+                async with aclosing(self._attempt(prepared)) as events:
+                    async for event in events:
+                        if held is not None and isinstance(event, MessageStartEvent | PingEvent):
+                            held.append(event)
+                            continue
+                        for waiting in held or ():
+                            yield waiting
+                        held = None
+                        yield event
+                for waiting in held or ():
+                    yield waiting
+                return
+            except UpstreamUnavailableError:
+                params = prepared.params
+                if held is None or route.fallback is None or params is None:
+                    raise
+                prepared = await self._prepare_on(
+                    available(route.fallback), params, prepared.workspace, prepared.account, prepared.batch
+                )
+
+    def _attempt(self, prepared: Prepared) -> AsyncGenerator[StreamEvent, None]:
+        if isinstance(prepared, RemoteMessage):
+            return relay(prepared, self.ledger, self.metrics)
+        return self._stream_local(prepared)
+
+    async def _stream_local(self, prepared: PreparedMessage) -> AsyncGenerator[StreamEvent, None]:
         """The reply's events; whatever it consumed goes to the usage ledger, even if the client
         leaves early (the tokens were spent). A batch request's usage is written by the batch
-        worker, with its result, so that a request rerun after a crash is billed once.
+        worker, with its result, so that a request rerun after a crash is billed once; an upstream
+        that failed before any output bills nothing.
 
         The engine admits the request before the first event, so a request it cannot take fails
         with `OverloadedError` (a 529) before anything is sent, and never once it has started."""
@@ -231,6 +294,10 @@ class MessagesService:
                         last = time.monotonic()
                         first = last if first is None else first
                     yield event
+        except UpstreamUnavailableError:
+            if first is None:
+                progress.usage = None
+            raise
         finally:
             admission.release()
             if progress.usage is not None:
@@ -554,16 +621,29 @@ def _last_user_text(conversation: Conversation) -> str:
     return users[-1].text if users else ""
 
 
+def _check_local(params: MessageCreateParams) -> None:
+    """What only the Claude API itself can serve (a Messages API upstream takes it as it is)."""
+    if params.thread is not None:
+        raise ThreadUnsupportedRequestError()
+    _reject_unsupported(params)
+    if params.speed == "fast":
+        raise InvalidRequestError("speed: fast mode is not supported by Sijo")
+
+
+def _holds_back(route: Route) -> bool:
+    return route.fallback is not None or isinstance(route, RemoteModel) or route.engine.info.remote
+
+
 def _reject_unsupported(params: MessageCreateParams | CountTokensParams) -> None:
     set_fields: dict[str, Any] = params.model_dump(include=set(NOT_YET_SUPPORTED), exclude_none=True)
     for name in set_fields:
         raise InvalidRequestError(f"{name}: this parameter is not supported by Sijo yet")
 
 
-def usage_record(
-    prepared: PreparedMessage, usage: Usage, output_tokens: int, thinking_tokens: int
-) -> UsageRecord:
+def usage_record(prepared: Prepared, usage: Usage, output_tokens: int, thinking_tokens: int) -> UsageRecord:
     """The ledger's record of a reply to `prepared` whose prompt billed `usage`."""
+    if isinstance(prepared, RemoteMessage):
+        return remote_usage_record(prepared, usage)
     return UsageRecord(
         at=datetime.now(UTC),
         api_key_id=prepared.account.api_key_id,

@@ -13,7 +13,7 @@ from fastapi import Request
 
 from sijo.api.auth import Caller
 from sijo.api.body import INLINE_BYTES, ClientDisconnected, declared_length
-from sijo.prepared import PreparedMessage
+from sijo.prepared import Prepared
 from sijo.protocol.events import MessageDeltaEvent, MessageStartEvent, StreamEvent
 from sijo.protocol.message import Message
 from sijo.ratelimit import RateLimiter, RateLimitState
@@ -74,7 +74,7 @@ async def disconnected(request: Request) -> None:
 
 
 async def started_stream(
-    service: MessagesService, prepared: PreparedMessage, limiter: RateLimiter, caller: Caller
+    service: MessagesService, prepared: Prepared, limiter: RateLimiter, caller: Caller
 ) -> AsyncIterator[StreamEvent]:
     """The reply's events, settled with the limiter when they end. The engine admits the request as
     the stream starts: it is started here, before the 200 goes out, so that a request it cannot take
@@ -87,7 +87,7 @@ async def started_stream(
 async def completed(
     request: Request,
     service: MessagesService,
-    prepared: PreparedMessage,
+    prepared: Prepared,
     limiter: RateLimiter,
     caller: Caller,
 ) -> tuple[Message, RateLimitState]:

@@ -34,7 +34,7 @@ async def create_message(
         del params  # a large body's objects go while the collector is paused (gc_pause.py)
     # Rate limits are checked once the prompt's tokens are known; output is charged when it is spent,
     # and the prompt tokens read from the cache are given back then (the API does not count them).
-    state = await limiter.admit(caller.rate_key, caller.limits, len(prepared.prompt.tokens))
+    state = await limiter.admit(caller.rate_key, caller.limits, prepared.input_tokens)
     request.state.ratelimit_headers = state.headers()
     if stream:
         events = await started_stream(service, prepared, limiter, caller)

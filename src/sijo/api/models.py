@@ -17,6 +17,7 @@ from sijo.api.deps import ServiceDep
 from sijo.api.openai import openai_client, openai_models
 from sijo.api.openapi import answers
 from sijo.api.pagination import select_page
+from sijo.catalog import available
 from sijo.protocol.models import ModelInfo, ModelPage
 
 router = APIRouter()
@@ -46,7 +47,7 @@ async def list_models(
 ) -> Response:
     if openai:
         return await openai_models(request, service, None)
-    infos = {info.id: info for info in (served.info() for served in service.catalog.list())}
+    infos = {info.id: info for info in (available(served).info() for served in service.catalog.list())}
     ids, has_more = select_page(list(infos), limit, after_id, before_id, "model id")
     page = ModelPage(
         data=[infos[i] for i in ids],
@@ -63,5 +64,5 @@ async def retrieve_model(
 ) -> Response:
     if openai:
         return await openai_models(request, service, model_id)
-    info = service.catalog.resolve(model_id, field="model").info()
+    info = available(service.catalog.resolve(model_id, field="model")).info()
     return JSONResponse(info.model_dump(mode="json"))

@@ -30,6 +30,7 @@ from sijo.api.deps import LimiterDep, ServiceDep, SettingsDep
 from sijo.api.errors import request_id
 from sijo.api.gc_pause import collection_paused
 from sijo.api.openapi import answers, request_body
+from sijo.catalog import available
 from sijo.config import Settings
 from sijo.errors import ApiError, InternalServerError, NotFoundError, PromptTooLongError
 from sijo.openai_compat.reply import ChunkWriter, to_chat_completion
@@ -92,7 +93,7 @@ async def _complete(
         del translation  # a large body's objects go while the collector is paused (gc_pause.py)
     if ignored:
         logger.info("POST /v1/chat/completions ignored what Sijo does not run: %s", ", ".join(ignored))
-    state = await limiter.admit(caller.rate_key, caller.limits, len(prepared.prompt.tokens))
+    state = await limiter.admit(caller.rate_key, caller.limits, prepared.input_tokens)
     request.state.ratelimit_headers = ratelimit_headers(state)
     created = int(time.time())
     if stream:
@@ -196,9 +197,11 @@ async def openai_models(request: Request, service: MessagesService, model_id: st
     try:
         await authenticate_openai(request)
         if model_id is not None:
-            answer: BaseModel = openai_model(service.catalog.resolve(model_id).info())
+            answer: BaseModel = openai_model(available(service.catalog.resolve(model_id)).info())
         else:
-            infos = {info.id: info for info in (served.info() for served in service.catalog.list())}
+            infos = {
+                info.id: info for info in (available(served).info() for served in service.catalog.list())
+            }
             answer = OpenAIModelList(data=[openai_model(info) for info in infos.values()])
     except ApiError as error:
         return with_request_id(request, render_openai(error))

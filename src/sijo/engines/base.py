@@ -156,11 +156,17 @@ class EngineInfo:
     bos_token_id: int
     add_bos: bool
     image_input: bool = False  # a projector is loaded: `image_tokens` works
+    remote: bool = False  # served by another process, which can fail on its own
 
 
 class Engine(Protocol):
     @property
     def info(self) -> EngineInfo: ...
+
+    @property
+    def healthy(self) -> bool:
+        """Whether it can serve now (an upstream engine whose servers all fail cannot)."""
+        ...
 
     async def tokenize(self, text: str, *, special: bool) -> list[int]:
         """The model's own tokens for `text`; `special` parses control tokens such as `<|im_end|>`."""

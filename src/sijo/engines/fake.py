@@ -56,6 +56,7 @@ class FakeEngine:
         self.cancelled = 0
         self.active = 0
         self.admitted = 0  # admissions held
+        self.healthy = True  # tests mark it down to see requests go to the next route
 
     @property
     def info(self) -> EngineInfo:

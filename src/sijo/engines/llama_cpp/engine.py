@@ -126,6 +126,10 @@ class LlamaCppEngine:
     def info(self) -> EngineInfo:
         return self._info
 
+    @property
+    def healthy(self) -> bool:
+        return True  # in this process: if it were down, so would Sijo be
+
     def _read_info(self, path: Path, context_window: int, template_file: Path | None) -> EngineInfo:
         metadata: dict[str, str] = self._model.metadata()
         template = metadata.get("tokenizer.chat_template", _CHATML)

@@ -1,0 +1,81 @@
+"""Relaying a request to a Messages API upstream (the Claude API, another Sijo): its events are
+passed on one by one, and what it billed goes to the usage ledger and the metrics like any reply."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+from datetime import UTC, datetime
+from typing import Any
+
+from sijo.metrics import Metrics
+from sijo.prepared import RemoteMessage
+from sijo.protocol.events import (
+    ContentBlockDeltaEvent,
+    ContentBlockStartEvent,
+    MessageDeltaEvent,
+    MessageStartEvent,
+    StreamEvent,
+)
+from sijo.protocol.message import Usage
+from sijo.store.ledger import UsageLedger
+from sijo.usage import UsageRecord
+
+
+def upstream_body(remote: RemoteMessage) -> dict[str, Any]:
+    """The request as the client sent it (what it left out stays out)."""
+    return remote.params.model_dump(mode="json", exclude_unset=True, by_alias=True)
+
+
+async def relay(
+    remote: RemoteMessage, ledger: UsageLedger | None, metrics: Metrics | None
+) -> AsyncGenerator[StreamEvent, None]:
+    usage: Usage | None = None
+    started = last = time.monotonic()
+    first: float | None = None
+    try:
+        async for event in remote.route.upstream.stream(upstream_body(remote), {}):
+            if isinstance(event, MessageStartEvent):
+                usage = event.message.usage
+            elif isinstance(event, MessageDeltaEvent) and usage is not None:
+                usage = _updated(usage, event)
+            elif isinstance(event, ContentBlockStartEvent | ContentBlockDeltaEvent):
+                last = time.monotonic()
+                first = last if first is None else first
+            yield event
+    finally:
+        if usage is not None:
+            spent = remote_usage_record(remote, usage)
+            if ledger is not None and not remote.batch:
+                ledger.submit(spent)
+            if metrics is not None:
+                metrics.record_usage(spent)
+                if first is not None:
+                    metrics.record_timing(remote.model_id, first, last, started, spent.output_tokens)
+
+
+def _updated(usage: Usage, event: MessageDeltaEvent) -> Usage:
+    """`message_delta` usage is cumulative: its fields replace those of `message_start`."""
+    delta = event.usage.model_dump(exclude_none=True)
+    return usage.model_copy(update={k: v for k, v in delta.items() if k in Usage.model_fields})
+
+
+def remote_usage_record(remote: RemoteMessage, usage: Usage) -> UsageRecord:
+    creation = usage.cache_creation
+    # An upstream that reports no split (another server's `cache_creation` of zeros) wrote 5-minute entries.
+    split = creation.ephemeral_5m_input_tokens + creation.ephemeral_1h_input_tokens
+    write_5m = creation.ephemeral_5m_input_tokens if split else usage.cache_creation_input_tokens
+    return UsageRecord(
+        at=datetime.now(UTC),
+        api_key_id=remote.account.api_key_id,
+        workspace_id=remote.account.workspace_id,
+        model=remote.model_id,
+        service_tier="batch" if remote.batch else "standard",
+        uncached_input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_write_5m_tokens=write_5m,
+        cache_write_1h_tokens=creation.ephemeral_1h_input_tokens,
+        cache_read_tokens=usage.cache_read_input_tokens,
+        thinking_tokens=0,
+        web_search_requests=0 if usage.server_tool_use is None else usage.server_tool_use.web_search_requests,
+    )
