@@ -15,11 +15,15 @@ import pytest
 from tests.conftest import free_port
 from tests.projector import smollm2_path
 
+# Read once, at import: tests run with SIJO_* variables removed (tests/conftest.py).
+NAMED = os.environ.get("SIJO_LLAMA_SERVER")
+CACHE = Path(os.environ.get("SIJO_BENCH_CACHE", Path.home() / ".cache" / "sijo-bench"))
+REQUIRED = bool(os.environ.get("SIJO_REQUIRE_UPSTREAM"))
+
 
 def llama_server_binary() -> Path | None:
     """`SIJO_LLAMA_SERVER`, else the build script's cache; None if neither holds a binary."""
-    named = os.environ.get("SIJO_LLAMA_SERVER")
-    cache = Path(os.environ.get("SIJO_BENCH_CACHE", Path.home() / ".cache" / "sijo-bench"))
+    named, cache = NAMED, CACHE
     for path in (Path(named) if named else None, cache / "llama-server"):
         if path is not None and path.exists() and os.access(path, os.X_OK):
             return path
@@ -32,7 +36,7 @@ def need_llama_server() -> Path:
     if binary is not None:
         return binary
     reason = "no llama-server: run `bash bench/build_llama_server.sh` (or set SIJO_LLAMA_SERVER)"
-    if os.environ.get("SIJO_REQUIRE_UPSTREAM"):
+    if REQUIRED:
         pytest.fail(reason)
     pytest.skip(reason)
 

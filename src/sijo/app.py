@@ -31,7 +31,7 @@ from sijo.ids import new_id
 from sijo.media.fetch import FetchPolicy
 from sijo.metrics import Metrics
 from sijo.prompt.attachments import StoredBytes
-from sijo.prompt_cache import PromptCache
+from sijo.prompt_cache import PromptCache, RedisEntries
 from sijo.ratelimit import RateLimiter, rate_limiter
 from sijo.service import FileSource, MessagesService
 from sijo.signing import SEALING, ThinkingSigner, load_or_create_secret
@@ -130,10 +130,11 @@ def create_app(
             state.keys, settings.api_keys, settings.admin_keys, settings.rate_limits, secret
         )
         state.limiter = limiter or rate_limiter(settings.redis_url)
+        prompt_cache = cache or shared_prompt_cache(settings.redis_url)
         state.service = MessagesService(
             catalog,
             signer,
-            cache,
+            prompt_cache,
             state.ledger,
             files=_file_source(state.files),
             fetch_policy=FetchPolicy.from_config(settings.media),
@@ -152,6 +153,8 @@ def create_app(
             await state.batch_worker.stop()
             await state.ledger.flush()
             await state.limiter.aclose()
+            if cache is None:
+                await prompt_cache.entries.aclose()
             if engines is None:
                 for engine in loaded.values():
                     await engine.aclose()
@@ -187,6 +190,11 @@ def _engine_stats(app: FastAPI) -> dict[str, dict[str, int | float]]:
     if service is None:
         return {}
     return service.catalog.stats()
+
+
+def shared_prompt_cache(redis_url: str | None) -> PromptCache:
+    """Entries in Redis when a URL is given (shared by a fleet's processes), else in memory."""
+    return PromptCache(entries=RedisEntries(redis_url)) if redis_url else PromptCache()
 
 
 def _batch_concurrency(settings: Settings, engines: Mapping[str, Engine]) -> int:

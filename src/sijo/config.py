@@ -419,8 +419,8 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(
         default=None,
-        description="Redis URL for rate limits shared by several processes (redis://127.0.0.1:6379/0); "
-        "unset means in-process limits.",
+        description="Redis URL for rate limits and prompt-cache entries shared by several processes "
+        "(redis://127.0.0.1:6379/0), so a fleet bills as one server; unset means in-process.",
     )
     public_url: str | None = Field(
         default=None,

@@ -320,7 +320,7 @@ class MessagesService:
         two answers wherever one ended in a server tool's call (`_next_phase`)."""
         plan = NO_CACHE
         if prepared.breakpoints:
-            plan = self.cache.plan(
+            plan = await self.cache.plan(
                 workspace=prepared.workspace,
                 model=prepared.served.config.id,
                 prompt=prepared.prompt,

@@ -5,6 +5,7 @@ batches, billing) working over token ids sent upstream."""
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ import jsonschema
 import pytest
 
 from tests.conftest import Server, start_configured, stop_server
+from tests.databases import POSTGRES, empty_database
 from tests.upstreams import LlamaServer, start_llama_server
 
 WEATHER = {
@@ -152,7 +154,9 @@ def test_a_client_that_leaves_frees_the_upstream(client: anthropic.Anthropic, up
 
 def test_models_report_the_upstreams_window(front: Server) -> None:
     response = httpx.get(
-        f"{front.base_url}/v1/models/claude-sonnet-4-6", headers={"anthropic-version": "2023-06-01"}, timeout=10
+        f"{front.base_url}/v1/models/claude-sonnet-4-6",
+        headers={"anthropic-version": "2023-06-01"},
+        timeout=10,
     )
     assert response.status_code == 200
     assert response.json()["max_input_tokens"] == 8192  # llama-server's per-slot context, from /props
@@ -180,3 +184,55 @@ def test_a_killed_replica_fails_over_and_a_kill_mid_reply_is_an_error_event(tmp_
         stop_server(server)
         for replica in replicas:
             replica.stop()
+
+
+@pytest.mark.skipif(POSTGRES is None, reason="a fleet shares PostgreSQL: set SIJO_TEST_DATABASE_URL")
+def test_a_fleet_on_postgresql_and_redis_bills_and_serves_as_one(
+    upstream: LlamaServer, tmp_path: Path
+) -> None:
+    """Two Sijo processes in front of one upstream, sharing the database, Redis and the data directory
+    (files, the signing secret): a prefix written through one bills as a read through the other, and
+    a batch created on one is served and read on the other."""
+    with empty_database("postgresql", tmp_path) as url:
+        shared = f'database_url = "{url}"\nredis_url = "redis://127.0.0.1:6379/0"\n'
+        config = shared + fronting([upstream.url])
+        env = {"SIJO_DATA_DIR": str(tmp_path / "data")}
+        fleet: list[Server] = []
+        try:
+            for name in ("a", "b"):
+                (tmp_path / name).mkdir()
+                fleet.append(start_configured(tmp_path / name, config, env))
+            a, b = (anthropic.Anthropic(base_url=s.base_url, api_key=s.api_key, max_retries=0) for s in fleet)
+            nonce = secrets.token_hex(8)  # Redis outlives test runs: a prefix never seen before
+            document = f"Run {nonce}. " + " ".join(f"Fact {i}: {i} squared is {i * i}." for i in range(170))
+            system = [{"type": "text", "text": document, "cache_control": {"type": "ephemeral"}}]
+            ask: dict[str, Any] = {
+                "model": "claude-sonnet-4-6",
+                "max_tokens": 2,
+                "system": system,
+                "messages": USER,
+            }
+            wrote = a.messages.create(**ask).usage
+            read = b.messages.create(**ask).usage
+            assert wrote.cache_creation_input_tokens >= 1024 and wrote.cache_read_input_tokens == 0
+            assert read.cache_read_input_tokens == wrote.cache_creation_input_tokens
+            assert read.cache_creation_input_tokens == 0
+            requests = [
+                {
+                    "custom_id": f"r{i}",
+                    "params": {"model": "claude-sonnet-4-6", "max_tokens": 3, "messages": USER},
+                }
+                for i in range(4)
+            ]
+            batch = a.messages.batches.create(requests=requests)  # type: ignore[arg-type]
+            deadline = time.monotonic() + 120
+            while batch.processing_status != "ended":
+                assert time.monotonic() < deadline, "the batch did not end"
+                time.sleep(0.5)
+                batch = b.messages.batches.retrieve(batch.id)
+            results = list(b.messages.batches.results(batch.id))
+            assert sorted(line.custom_id for line in results) == ["r0", "r1", "r2", "r3"]
+            assert all(line.result.type == "succeeded" for line in results)
+        finally:
+            for server in fleet:
+                stop_server(server)

@@ -10,11 +10,13 @@ from fastapi.responses import JSONResponse
 
 from sijo.api.auth import Authenticated
 from sijo.api.deps import ServiceDep
+from sijo.prompt_cache import MemoryEntries
 
 router = APIRouter()
 
 
 @router.get("/sijo/status")
 async def engine_status(_: Authenticated, service: ServiceDep) -> JSONResponse:
-    engines = {name: engine.stats() for name, engine in service.catalog.engines.items()}
-    return JSONResponse({"engines": engines, "prompt_cache_entries": len(service.cache)})
+    entries = service.cache.entries
+    held = len(entries) if isinstance(entries, MemoryEntries) else None  # Redis's: not counted
+    return JSONResponse({"engines": service.catalog.stats(), "prompt_cache_entries": held})
