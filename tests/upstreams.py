@@ -46,6 +46,8 @@ class LlamaServer:
     url: str
     process: subprocess.Popen[bytes]
     log: Path
+    dialect: str = "llama-server"
+    config: str = ""  # what Sijo's engine config needs beyond the URL: llama-server tells the rest
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -89,3 +91,42 @@ def start_llama_server(tmp: Path, *, parallel: int = 2, context: int = 8192) -> 
         time.sleep(0.2)
     process.kill()
     raise RuntimeError(f"llama-server did not start:\n{log.read_text()}")
+
+
+VLLM_URL = os.environ.get("SIJO_TEST_VLLM_URL")
+VLLM_HOWTO = (
+    "no vLLM: set SIJO_TEST_VLLM_URL to a vLLM server of SmolLM2-135M-Instruct with llguidance, e.g. "
+    "`vllm serve HuggingFaceTB/SmolLM2-135M-Instruct --max-model-len 8192 "
+    "--structured-outputs-config.backend guidance`"
+)
+
+
+@dataclass
+class VllmServer:
+    """A vLLM server someone started (it is not built here): Sijo sends it Lark grammars as they are."""
+
+    url: str
+    chat_template: Path
+    dialect: str = "vllm"
+
+    @property
+    def config(self) -> str:
+        return f'chat_template = "{self.chat_template}"\n'
+
+    def busy_slots(self) -> int:
+        text = httpx.get(f"{self.url}/metrics", timeout=5).text
+        running = [line for line in text.splitlines() if line.startswith("vllm:num_requests_running")]
+        return sum(int(float(line.rsplit(" ", 1)[1])) for line in running)
+
+
+def need_vllm(tmp: Path) -> VllmServer:
+    """The vLLM server named by SIJO_TEST_VLLM_URL (skipped, saying how to start one, if unset), with
+    the model's chat template taken from the embedded GGUF: vLLM does not serve its template."""
+    if VLLM_URL is None:
+        pytest.skip(VLLM_HOWTO)
+    import llama_cpp
+
+    model = llama_cpp.Llama(str(smollm2_path()), vocab_only=True, verbose=False)
+    template = tmp / "smollm2.jinja"
+    template.write_text(model.metadata["tokenizer.chat_template"])
+    return VllmServer(VLLM_URL.rstrip("/"), template)

@@ -1,6 +1,7 @@
-"""Sijo in front of a real upstream engine process (llama.cpp's `llama-server`, on loopback), driven by
-the official SDK: every part of the API that Sijo keeps (templating, grammars, thinking, caching,
-batches, billing) working over token ids sent upstream."""
+"""Sijo in front of a real upstream engine process (llama.cpp's `llama-server`, on loopback; and vLLM
+where one is running: SIJO_TEST_VLLM_URL), driven by the official SDK: every part of the API that
+Sijo keeps (templating, grammars, thinking, caching, batches, billing) working over token ids sent
+upstream."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pytest
 
 from tests.conftest import Server, start_configured, stop_server
 from tests.databases import POSTGRES, empty_database
-from tests.upstreams import LlamaServer, start_llama_server
+from tests.upstreams import LlamaServer, VllmServer, need_vllm, start_llama_server
 
 WEATHER = {
     "type": "object",
@@ -26,23 +27,28 @@ WEATHER = {
     "required": ["city", "unit"],
 }
 USER = [{"role": "user", "content": "What is the weather in Seoul?"}]
+Upstream = LlamaServer | VllmServer
 
 
-def fronting(urls: list[str], extra: str = "") -> str:
+def fronting(urls: list[str], extra: str = "", dialect: str = "llama-server") -> str:
     listed = json.dumps(urls)
-    return f'[engines.default]\nkind = "completions"\nurl = {listed}\ndialect = "llama-server"\n{extra}'
+    return f'[engines.default]\nkind = "completions"\nurl = {listed}\ndialect = "{dialect}"\n{extra}'
 
 
-@pytest.fixture(scope="module")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+@pytest.fixture(scope="module", params=["llama-server", "vllm"])
+def upstream(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
+    if request.param == "vllm":
+        yield need_vllm(tmp_path_factory.mktemp("vllm"))
+        return
     server = start_llama_server(tmp_path_factory.mktemp("llama-server"))
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def front(upstream: LlamaServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = start_configured(tmp_path_factory.mktemp("front"), fronting([upstream.url]))
+def front(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    config = fronting([upstream.url], upstream.config, upstream.dialect)
+    server = start_configured(tmp_path_factory.mktemp("front"), config)
     yield server
     stop_server(server)
 
@@ -53,7 +59,7 @@ def client(front: Server) -> anthropic.Anthropic:
 
 
 def test_create_and_stream_agree_and_count_what_the_upstream_was_sent(
-    client: anthropic.Anthropic, upstream: LlamaServer
+    client: anthropic.Anthropic, upstream: Upstream
 ) -> None:
     greedy: dict[str, Any] = {"extra_body": {"temperature": 0}}
     message = client.messages.create(model="claude-sonnet-4-6", max_tokens=12, messages=USER, **greedy)  # type: ignore[arg-type]
@@ -140,7 +146,7 @@ def test_a_batch_runs_through_the_upstream(client: anthropic.Anthropic) -> None:
         assert result.type == "succeeded" and result.message.usage.service_tier == "batch"  # type: ignore[union-attr]
 
 
-def test_a_client_that_leaves_frees_the_upstream(client: anthropic.Anthropic, upstream: LlamaServer) -> None:
+def test_a_client_that_leaves_frees_the_upstream(client: anthropic.Anthropic, upstream: Upstream) -> None:
     with client.messages.stream(model="claude-sonnet-4-6", max_tokens=2000, messages=USER) as stream:
         for event in stream:
             if event.type == "content_block_delta":
@@ -159,7 +165,9 @@ def test_models_report_the_upstreams_window(front: Server) -> None:
         timeout=10,
     )
     assert response.status_code == 200
-    assert response.json()["max_input_tokens"] == 8192  # llama-server's per-slot context, from /props
+    assert (
+        response.json()["max_input_tokens"] == 8192
+    )  # llama-server: its slot context (/props); vLLM: max_model_len
 
 
 def test_a_killed_replica_fails_over_and_a_kill_mid_reply_is_an_error_event(tmp_path: Path) -> None:
@@ -187,15 +195,13 @@ def test_a_killed_replica_fails_over_and_a_kill_mid_reply_is_an_error_event(tmp_
 
 
 @pytest.mark.skipif(POSTGRES is None, reason="a fleet shares PostgreSQL: set SIJO_TEST_DATABASE_URL")
-def test_a_fleet_on_postgresql_and_redis_bills_and_serves_as_one(
-    upstream: LlamaServer, tmp_path: Path
-) -> None:
+def test_a_fleet_on_postgresql_and_redis_bills_and_serves_as_one(upstream: Upstream, tmp_path: Path) -> None:
     """Two Sijo processes in front of one upstream, sharing the database, Redis and the data directory
     (files, the signing secret): a prefix written through one bills as a read through the other, and
     a batch created on one is served and read on the other."""
     with empty_database("postgresql", tmp_path) as url:
         shared = f'database_url = "{url}"\nredis_url = "redis://127.0.0.1:6379/0"\n'
-        config = shared + fronting([upstream.url])
+        config = shared + fronting([upstream.url], upstream.config, upstream.dialect)
         env = {"SIJO_DATA_DIR": str(tmp_path / "data")}
         fleet: list[Server] = []
         try:
