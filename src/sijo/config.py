@@ -161,6 +161,8 @@ class EngineConfig(BaseModel):
             raise ValueError("an engine of kind completions needs url (the upstream's base URL)")
         if self.kind == "llama_cpp" and self.url is not None:
             raise ValueError("url is for upstream engines (kind completions or anthropic)")
+        if self.kind == "anthropic" and len(self.urls) > 1:
+            raise ValueError("an engine of kind anthropic has one url (a model may list several engines)")
         return self
 
     @property

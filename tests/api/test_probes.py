@@ -38,6 +38,17 @@ async def test_healthz_and_readyz(client: httpx.AsyncClient) -> None:
     assert (ready.status_code, ready.json()) == (200, {"status": "ok"})
 
 
+async def test_readyz_is_503_when_no_model_has_a_healthy_engine(
+    client: httpx.AsyncClient, engine: FakeEngine
+) -> None:
+    engine.healthy = False  # an upstream engine whose servers all fail
+    ready = await client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["problems"] == ["engines: no model has a healthy engine"]
+    engine.healthy = True
+    assert (await client.get("/readyz")).status_code == 200
+
+
 async def test_metrics_count_requests_tokens_and_timings(
     client: httpx.AsyncClient, engine: FakeEngine
 ) -> None:

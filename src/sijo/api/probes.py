@@ -16,6 +16,7 @@ from sqlalchemy import Engine, text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sijo.api.auth import Authenticator, presented_keys
+from sijo.catalog import available
 from sijo.metrics import CONTENT_TYPE, Metrics
 
 router = APIRouter()
@@ -37,6 +38,9 @@ async def readyz(request: Request) -> JSONResponse:
             await asyncio.to_thread(_ping, state.database)
         except Exception as exc:
             problems.append(f"database: {type(exc).__name__}")
+        routes = state.service.catalog.list()
+        if routes and not any(available(route).healthy for route in routes):
+            problems.append("engines: no model has a healthy engine")
     if problems:
         return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
     return JSONResponse({"status": "ok"})
