@@ -107,6 +107,10 @@ REMOTE_CONTEXT_WINDOW = 200_000
 
 def default_models(engines: Mapping[str, Engine]) -> list[ModelConfig]:
     """The local model under its own name, and the guide's Claude ids, all on the default engine."""
+    if "default" not in engines:
+        raise ValueError(
+            "no engine is named default: list the models it serves ([[models]], each naming its engine)"
+        )
     local = engines["default"].info.name
     configs = [ModelConfig(id=local, display_name=local)]
     for model_id, display, aliases, max_output in CLAUDE_MODELS:
