@@ -51,6 +51,7 @@ class PreparedMessage:
     toolset: ServerToolSet = _NO_TOOLS
     container_id: str | None = None
     uploads: tuple[tuple[str, bytes], ...] = ()
+    forwarded: tuple[tuple[str, str], ...] = ()  # kept for a fallback route that is a Messages API
 
     @property
     def input_tokens(self) -> int:
@@ -68,6 +69,7 @@ class RemoteMessage:
     workspace: str
     account: Account = Account()
     batch: bool = False
+    forwarded: tuple[tuple[str, str], ...] = ()  # the client's headers the upstream must see
 
     @property
     def input_tokens(self) -> int:

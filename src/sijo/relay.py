@@ -34,7 +34,7 @@ async def relay(
     started = last = time.monotonic()
     first: float | None = None
     try:
-        async for event in remote.route.upstream.stream(upstream_body(remote), {}):
+        async for event in remote.route.upstream.stream(upstream_body(remote), dict(remote.forwarded)):
             if isinstance(event, MessageStartEvent):
                 usage = event.message.usage
             elif isinstance(event, MessageDeltaEvent) and usage is not None:

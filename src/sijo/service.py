@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -137,8 +137,10 @@ class MessagesService:
         *,
         account: Account = _NO_ACCOUNT,
         batch: bool = False,
+        forwarded: Mapping[str, str] | None = None,
     ) -> Prepared:
-        """The request made ready on the first healthy route of its model (`catalog.available`)."""
+        """The request made ready on the first healthy route of its model (`catalog.available`);
+        `forwarded`: the client's headers a Messages API upstream must see (its betas)."""
         if params.thread is not None and not self._remote(params.model):
             raise ThreadUnsupportedRequestError()  # first, so that SDK helpers go on without a thread
         route = available(self.catalog.resolve(params.model))
@@ -146,7 +148,9 @@ class MessagesService:
             _check_local(params)
         if params.stream and params.max_tokens == 0:
             raise InvalidRequestError("max_tokens: 0 is not allowed when stream is true")
-        return await self._prepare_on(route, params, workspace, account, batch)
+        return await self._prepare_on(
+            route, params, workspace, account, batch, tuple((forwarded or {}).items())
+        )
 
     def _remote(self, model_id: str) -> bool:
         try:
@@ -155,7 +159,13 @@ class MessagesService:
             return False
 
     async def _prepare_on(
-        self, route: Route, params: MessageCreateParams, workspace: str, account: Account, batch: bool
+        self,
+        route: Route,
+        params: MessageCreateParams,
+        workspace: str,
+        account: Account,
+        batch: bool,
+        forwarded: tuple[tuple[str, str], ...],
     ) -> Prepared:
         if params.max_tokens > route.max_output_tokens:
             raise InvalidRequestError(
@@ -163,7 +173,7 @@ class MessagesService:
                 f"maximum allowed number of output tokens for {params.model}"
             )
         if isinstance(route, RemoteModel):  # the upstream checks the rest, as the API it is
-            return RemoteMessage(params.model, route, params, workspace, account, batch)
+            return RemoteMessage(params.model, route, params, workspace, account, batch, forwarded)
         served = route
         _check_local(params)
         toolset = server_toolset(params)
@@ -195,6 +205,7 @@ class MessagesService:
             toolset=toolset,
             container_id=container_id,
             uploads=tuple(uploads.values()),
+            forwarded=forwarded,
         )
 
     async def _tool_inputs(
@@ -223,11 +234,23 @@ class MessagesService:
         read = await self.server_tools.uploads(workspace, file_ids)
         return container_id, dict(zip(file_ids, read, strict=True))
 
-    async def count_tokens(self, params: CountTokensParams, workspace: str = "default") -> MessageTokensCount:
+    async def count_tokens(
+        self,
+        params: CountTokensParams,
+        workspace: str = "default",
+        forwarded: Mapping[str, str] | None = None,
+    ) -> MessageTokensCount:
         route = available(self.catalog.resolve(params.model))
-        if isinstance(route, RemoteModel):
+        while isinstance(route, RemoteModel):
             body = params.model_dump(mode="json", exclude_unset=True, by_alias=True)
-            return MessageTokensCount.model_validate(await route.upstream.count_tokens(body, {}))
+            try:
+                return MessageTokensCount.model_validate(
+                    await route.upstream.count_tokens(body, dict(forwarded or {}))
+                )
+            except UpstreamUnavailableError:
+                if route.fallback is None:
+                    raise
+                route = available(route.fallback)
         _reject_unsupported(params)
         # The API counts a prompt over the window too: clients ask precisely to learn that it no longer fits.
         rendered = await self._render(route, params, workspace, enforce_window=False)
@@ -265,7 +288,12 @@ class MessagesService:
                 if held is None or route.fallback is None or params is None:
                     raise
                 prepared = await self._prepare_on(
-                    available(route.fallback), params, prepared.workspace, prepared.account, prepared.batch
+                    available(route.fallback),
+                    params,
+                    prepared.workspace,
+                    prepared.account,
+                    prepared.batch,
+                    prepared.forwarded,
                 )
 
     def _attempt(self, prepared: Prepared) -> AsyncGenerator[StreamEvent, None]:

@@ -1,6 +1,7 @@
 """The guide's hybrid: a model id served by a Messages API upstream while it answers (here a second
-Sijo process standing in for the Claude API) and by the local model when it does not; events passed
-through one by one, errors mapped 1:1, usage in this Sijo's ledger and metrics."""
+Sijo process standing in for the Claude API) and by a local model when it does not (the embedded one,
+or an upstream engine server: one config file holds all three); events passed through one by one,
+errors mapped 1:1, usage in this Sijo's ledger and metrics."""
 
 from __future__ import annotations
 
@@ -15,17 +16,24 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import HEADERS, Server, start_configured, stop_server
+from tests.upstreams import LlamaServer, start_llama_server
 
 USER = [{"role": "user", "content": "Say hello."}]
 ADMIN = "front-admin-key"
 
 
-def front_config(upstream: str) -> str:
+def front_config(upstream: str, engine_server: str) -> str:
+    """One file: the embedded model, an upstream engine server and a Messages API upstream."""
     return f"""
 api_keys = ["front-key"]
 admin_keys = ["{ADMIN}"]
 
 [engines.default]  # the embedded model
+
+[engines.gpu]
+kind = "completions"
+url = "{engine_server}"
+dialect = "llama-server"
 
 [engines.claude]
 kind = "anthropic"
@@ -42,6 +50,10 @@ id = "claude-haiku-4-5-20251001"
 engine = "claude"
 
 [[models]]
+id = "claude-opus-4-7"
+engine = ["claude", "gpu"]
+
+[[models]]
 id = "claude-ghost"
 engine = "claude"
 """
@@ -56,10 +68,18 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="module")
-def front(upstream: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = start_configured(
-        tmp_path_factory.mktemp("front"), front_config(upstream.base_url), {"UPSTREAM_KEY": "operator-key"}
-    )
+def engine_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    server = start_llama_server(tmp_path_factory.mktemp("llama-server"), parallel=1)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def front(
+    upstream: Server, engine_server: LlamaServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    config = front_config(upstream.base_url, engine_server.url)
+    server = start_configured(tmp_path_factory.mktemp("front"), config, {"UPSTREAM_KEY": "operator-key"})
     yield server
     stop_server(server)
 
@@ -142,10 +162,14 @@ def test_offline_the_local_model_takes_over_and_upstream_only_models_are_529(
     client: anthropic.Anthropic, upstream: Server, front: Server
 ) -> None:
     stop_server(upstream)
+    counted = client.messages.count_tokens(model="claude-sonnet-4-6", messages=USER)  # type: ignore[arg-type]
+    assert counted.input_tokens > 0  # counted by the local model: the upstream did not answer
     message = client.messages.create(model="claude-sonnet-4-6", max_tokens=4, messages=USER)  # type: ignore[arg-type]
     assert message.content and message.usage.output_tokens >= 1  # the local model answered
     with client.messages.stream(model="claude-sonnet-4-6", max_tokens=4, messages=USER) as stream:  # type: ignore[arg-type]
         assert [event.type for event in stream][-1] == "message_stop"
+    opus = client.messages.create(model="claude-opus-4-7", max_tokens=4, messages=USER)  # type: ignore[arg-type]
+    assert opus.content and opus.usage.output_tokens >= 1  # the upstream engine server answered
     with pytest.raises(anthropic.APIStatusError) as error:
         client.messages.create(model="claude-haiku-4-5-20251001", max_tokens=4, messages=USER)  # type: ignore[arg-type]
     assert error.value.status_code == 529
@@ -156,4 +180,4 @@ def test_offline_the_local_model_takes_over_and_upstream_only_models_are_529(
         for sample in family.samples
         if sample.name == "sijo_engine_upstreams_healthy"
     }
-    assert health == {"claude": 0.0}
+    assert health == {"claude": 0.0, "gpu": 1.0}

@@ -13,6 +13,7 @@ from sijo.api.deps import LimiterDep, ServiceDep, SettingsDep
 from sijo.api.errors import request_id
 from sijo.api.gc_pause import collection_paused
 from sijo.api.openapi import answers, request_body
+from sijo.engines.upstream.anthropic import FORWARDED_HEADERS
 from sijo.protocol.message import Message, MessageTokensCount
 from sijo.protocol.params import CountTokensParams, MessageCreateParams
 
@@ -29,7 +30,9 @@ async def create_message(
 ) -> Response:
     with collection_paused(parsing_may_be_long(request)):
         params = await parse_body(request, MessageCreateParams, settings.max_request_bytes)
-        prepared = await service.prepare(params, caller.workspace, account=caller.account)
+        prepared = await service.prepare(
+            params, caller.workspace, account=caller.account, forwarded=forwarded_headers(request)
+        )
         stream = params.stream
         del params  # a large body's objects go while the collector is paused (gc_pause.py)
     # Rate limits are checked once the prompt's tokens are known; output is charged when it is spent,
@@ -58,6 +61,11 @@ async def count_tokens(
 ) -> JSONResponse:
     with collection_paused(parsing_may_be_long(request)):
         params = await parse_body(request, CountTokensParams, settings.max_request_bytes)
-        count = await service.count_tokens(params, caller.workspace)
+        count = await service.count_tokens(params, caller.workspace, forwarded=forwarded_headers(request))
         del params
     return JSONResponse(count.model_dump(mode="json"))
+
+
+def forwarded_headers(request: Request) -> dict[str, str]:
+    """What a Messages API upstream must see of the client's request: the betas it asked for."""
+    return {name: value for name in FORWARDED_HEADERS if (value := request.headers.get(name))}

@@ -50,7 +50,7 @@ _ERRORS: dict[str, type[ApiError]] = {
     "overloaded_error": OverloadedError,
 }
 # Headers a client sends that the upstream should see too (betas change what a request may hold).
-_FORWARDED = ("anthropic-beta",)
+FORWARDED_HEADERS = ("anthropic-beta",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +65,9 @@ class AnthropicSettings:
 
 
 class AnthropicUpstream:
-    def __init__(self, settings: AnthropicSettings) -> None:
+    def __init__(
+        self, settings: AnthropicSettings, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self.settings = settings
         self.healthy = True
         self.requests = 0
@@ -75,6 +77,7 @@ class AnthropicUpstream:
             base_url=settings.url.rstrip("/"),
             timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
             trust_env=False,
+            transport=transport,  # tests pass httpx.MockTransport
         )
         self._recheck: asyncio.Task[None] | None = None
 
@@ -86,7 +89,7 @@ class AnthropicUpstream:
         if self.settings.model is not None:
             body["model"] = self.settings.model
         sent = {"anthropic-version": "2023-06-01", "content-type": "application/json"}
-        sent.update({k: v for k, v in headers.items() if k in _FORWARDED})
+        sent.update({k: v for k, v in headers.items() if k in FORWARDED_HEADERS})
         if self.settings.api_key:
             sent["x-api-key"] = self.settings.api_key
         self.in_flight += 1
@@ -111,7 +114,10 @@ class AnthropicUpstream:
     async def count_tokens(self, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
         if self.settings.model is not None:
             body = {**body, "model": self.settings.model}
-        sent = {"anthropic-version": "2023-06-01", **{k: v for k, v in headers.items() if k in _FORWARDED}}
+        sent = {
+            "anthropic-version": "2023-06-01",
+            **{k: v for k, v in headers.items() if k in FORWARDED_HEADERS},
+        }
         if self.settings.api_key:
             sent["x-api-key"] = self.settings.api_key
         try:

@@ -9,7 +9,7 @@ Once a token has arrived, a failure ends the reply with an error (never a reply 
 Dialects differ in a few fields:
 - `vllm`: grammars as Lark (`structured_outputs.grammar`, llguidance), `cache_salt` per namespace
   (so one workspace's prefix cache never serves another's), `return_token_ids`;
-- `sglang`: grammars as Lark (`ebnf`, with `--grammar-backend llguidance`);
+- `sglang`: grammars as Lark (`ebnf`, which `--grammar-backend llguidance` reads as Lark);
 - `llama-server`: grammars translated to GBNF (`gbnf.py`), the chat template read from `/props`.
 Tokens come from the upstream's `/tokenize`, so they are the upstream model's own.
 """
@@ -203,16 +203,22 @@ class CompletionsEngine:
             if id(replica) in tried:
                 continue
             replica.in_flight += 1
-            stack.callback(_leave, replica)
+            attempt = contextlib.AsyncExitStack()
+            attempt.callback(_leave, replica)
             try:
-                response = await stack.enter_async_context(
+                response = await attempt.enter_async_context(
                     replica.client.stream("POST", f"{replica.url}/v1/completions", json=body)
                 )
                 await _check(response, self.settings.name)
             except (httpx.TransportError, UpstreamUnavailableError) as exc:
+                await attempt.aclose()
                 self._failed(replica, exc)
                 failures.append(f"{replica.url}: {exc}")
                 continue
+            except BaseException:
+                await attempt.aclose()
+                raise
+            stack.push_async_exit(attempt)
             replica.requests += 1
             return replica, response.aiter_lines()
         raise UpstreamUnavailableError(
@@ -235,7 +241,7 @@ class CompletionsEngine:
                     return
                 for chunk in _chunks(json.loads(data), state):
                     yield chunk
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, json.JSONDecodeError) as exc:
             self._failed(replica, exc)
             raise UpstreamUnavailableError(
                 f"engine {self.settings.name}: the upstream went away: {exc}"
