@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
 import pytest
 
@@ -137,6 +138,16 @@ def run_node(script: str, server: Server, package: str, timeout: float = 180) ->
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+def wait_until_ended(client: anthropic.Anthropic, batch_id: str, timeout: float = 240) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        batch = client.messages.batches.retrieve(batch_id)
+        if batch.processing_status == "ended":
+            return batch
+        time.sleep(0.3)
+    raise AssertionError(f"batch {batch_id} did not end in {timeout} s")
 
 
 def stop_server(server: Server) -> None:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import HEADERS, Server, start_configured, stop_server
+from tests.conftest import HEADERS, Server, start_configured, stop_server, wait_until_ended
 from tests.upstreams import LlamaServer, start_llama_server
 
 USER = [{"role": "user", "content": "Say hello."}]
@@ -148,11 +148,7 @@ def test_a_batch_for_a_routed_model_runs_through_the_batch_worker(
     before = served_upstream(upstream)
     params: dict[str, Any] = {"model": "claude-haiku-4-5-20251001", "max_tokens": 4, "messages": USER}
     batch = client.messages.batches.create(requests=[{"custom_id": "a", "params": params}])  # type: ignore[list-item]
-    deadline = time.monotonic() + 120
-    while batch.processing_status != "ended":
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
-        batch = client.messages.batches.retrieve(batch.id)
+    wait_until_ended(client, batch.id)
     [line] = list(client.messages.batches.results(batch.id))
     assert line.result.type == "succeeded"
     assert served_upstream(upstream) == before + 1

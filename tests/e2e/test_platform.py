@@ -23,7 +23,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import HEADERS, Server, start_server, stop_server
+from tests.conftest import HEADERS, Server, start_server, stop_server, wait_until_ended
 from tests.databases import KINDS, empty_database
 
 DOCUMENT = (Path(__file__).parent / "guide" / "long_document.txt").read_text()
@@ -91,16 +91,6 @@ def server(deployment: Deployment) -> Iterator[Server]:
 
 def params(max_tokens: int = 8, model: str = "claude-haiku-4-5") -> dict[str, Any]:
     return {"model": model, "max_tokens": max_tokens, "messages": HI}
-
-
-def wait_until_ended(client: anthropic.Anthropic, batch_id: str, timeout: float = 240) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        batch = client.messages.batches.retrieve(batch_id)
-        if batch.processing_status == "ended":
-            return batch
-        time.sleep(0.3)
-    raise AssertionError(f"batch {batch_id} did not end in {timeout} s")
 
 
 def test_batch_round_trip_with_an_invalid_model_among_valid_requests(deployment: Deployment, server: Server) -> None:
