@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from sijo.catalog import RemoteModel, ServedModel
 from sijo.engines.base import Admission, Sampling
@@ -74,9 +75,25 @@ class RemoteMessage:
     @property
     def input_tokens(self) -> int:
         """An estimate for rate limits (the prompt is tokenized upstream): a token per 4 bytes of
-        its messages, system and tools; the ledger records what the upstream billed."""
+        its messages, system and tools, and a flat `MEDIA_TOKENS` for each image or document sent
+        inline (its bytes are not its tokens); the ledger records what the upstream billed."""
         parts = self.params.model_dump(mode="json", include={"messages", "system", "tools"})
-        return len(json.dumps(parts)) // 4
+        media = _inline_media(parts)
+        return (len(json.dumps(parts)) - sum(media)) // 4 + MEDIA_TOKENS * len(media)
+
+
+MEDIA_TOKENS = 1600  # about what the API bills an image at its largest size, or a PDF page
+
+
+def _inline_media(node: Any) -> list[int]:
+    """The length of each base64 payload in `node` (a request as JSON)."""
+    if isinstance(node, list):
+        return [n for item in node for n in _inline_media(item)]
+    if not isinstance(node, dict):
+        return []
+    if node.get("type") == "base64" and isinstance(node.get("data"), str):
+        return [len(node["data"])]
+    return [n for value in node.values() for n in _inline_media(value)]
 
 
 Prepared = PreparedMessage | RemoteMessage

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any
 
+from sijo.errors import UpstreamUnavailableError
 from sijo.metrics import Metrics
 from sijo.prepared import RemoteMessage
 from sijo.protocol.events import (
@@ -30,19 +32,27 @@ def upstream_body(remote: RemoteMessage) -> dict[str, Any]:
 async def relay(
     remote: RemoteMessage, ledger: UsageLedger | None, metrics: Metrics | None
 ) -> AsyncGenerator[StreamEvent, None]:
+    """The upstream's events; what it billed is recorded when they end, unless the upstream failed
+    before any content (the next route takes the request over, and bills it)."""
     usage: Usage | None = None
     started = last = time.monotonic()
     first: float | None = None
+    events = remote.route.upstream.stream(upstream_body(remote), dict(remote.forwarded))
     try:
-        async for event in remote.route.upstream.stream(upstream_body(remote), dict(remote.forwarded)):
-            if isinstance(event, MessageStartEvent):
-                usage = event.message.usage
-            elif isinstance(event, MessageDeltaEvent) and usage is not None:
-                usage = _updated(usage, event)
-            elif isinstance(event, ContentBlockStartEvent | ContentBlockDeltaEvent):
-                last = time.monotonic()
-                first = last if first is None else first
-            yield event
+        async with aclosing(events):
+            async for event in events:
+                if isinstance(event, MessageStartEvent):
+                    usage = event.message.usage
+                elif isinstance(event, MessageDeltaEvent) and usage is not None:
+                    usage = _updated(usage, event)
+                elif isinstance(event, ContentBlockStartEvent | ContentBlockDeltaEvent):
+                    last = time.monotonic()
+                    first = last if first is None else first
+                yield event
+    except UpstreamUnavailableError:
+        if first is None:
+            usage = None
+        raise
     finally:
         if usage is not None:
             spent = remote_usage_record(remote, usage)
@@ -57,7 +67,8 @@ async def relay(
 def _updated(usage: Usage, event: MessageDeltaEvent) -> Usage:
     """`message_delta` usage is cumulative: its fields replace those of `message_start`."""
     delta = event.usage.model_dump(exclude_none=True)
-    return usage.model_copy(update={k: v for k, v in delta.items() if k in Usage.model_fields})
+    fields = {k: v for k, v in delta.items() if k in Usage.model_fields}
+    return Usage.model_validate({**usage.model_dump(), **fields})
 
 
 def remote_usage_record(remote: RemoteMessage, usage: Usage) -> UsageRecord:

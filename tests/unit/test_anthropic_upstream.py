@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from sijo.engines.upstream.anthropic import AnthropicSettings, AnthropicUpstream
-from sijo.errors import InternalServerError, InvalidRequestError, RateLimitError, UpstreamUnavailableError
+from sijo.errors import InternalServerError, InvalidRequestError, NotFoundError, UpstreamUnavailableError
 from sijo.protocol.events import MessageDeltaEvent, MessageStartEvent
 
 START = {
@@ -81,19 +81,29 @@ async def test_it_sends_the_operators_key_the_betas_and_the_configured_model() -
     ("status", "error", "raised"),
     [
         (400, {"type": "invalid_request_error", "message": "max_tokens: too big"}, InvalidRequestError),
-        (429, {"type": "rate_limit_error", "message": "slow down"}, RateLimitError),
+        (404, {"type": "not_found_error", "message": "model: claude-x"}, NotFoundError),
+        (429, {"type": "rate_limit_error", "message": "slow down"}, UpstreamUnavailableError),
         (529, {"type": "overloaded_error", "message": "busy"}, UpstreamUnavailableError),
         (500, {"type": "api_error", "message": "boom"}, UpstreamUnavailableError),
     ],
 )
-async def test_error_answers_map_one_to_one_and_failures_mark_it_down(
+async def test_the_clients_errors_map_one_to_one_and_the_upstreams_own_let_a_route_go_on(
     status: int, error: dict[str, str], raised: type[Exception]
 ) -> None:
     claude = upstream(lambda _: httpx.Response(status, json={"type": "error", "error": error}))
     with pytest.raises(raised, match=error["message"]):
         async for _ in claude.stream({"model": "m", "messages": []}, {}):
             pass
-    assert claude.healthy is (status < 500)  # a 5xx or 529 is the upstream failing: routes go on
+    assert claude.healthy  # one answer, even a 500, does not take the route down: a refused connection does
+    await claude.aclose()
+
+
+async def test_the_operators_key_refused_is_not_the_clients_authentication_error() -> None:
+    error = {"type": "authentication_error", "message": "invalid x-api-key"}
+    claude = upstream(lambda _: httpx.Response(401, json={"type": "error", "error": error}))
+    with pytest.raises(InternalServerError, match="refused this server's credentials"):
+        async for _ in claude.stream({"model": "m", "messages": []}, {}):
+            pass
     await claude.aclose()
 
 

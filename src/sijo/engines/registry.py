@@ -47,6 +47,8 @@ def upstream_settings(name: str, config: EngineConfig) -> UpstreamSettings:
 
 def anthropic_settings(name: str, config: EngineConfig) -> AnthropicSettings:
     key_env = config.api_key_env or "ANTHROPIC_API_KEY"
+    if config.api_key_env is not None and key_env not in os.environ:
+        raise ValueError(f"engine {name}: api_key_env names {key_env}, which is not set")
     return AnthropicSettings(
         name=name,
         url=config.urls[0] if config.urls else "https://api.anthropic.com",

@@ -137,7 +137,12 @@ class AnthropicUpstream:
                 if line.startswith("data:"):
                     data.append(line[5:].lstrip())
                 elif not line and data:
-                    payload = json.loads("\n".join(data))
+                    try:
+                        payload = json.loads("\n".join(data))
+                    except json.JSONDecodeError as exc:
+                        raise UpstreamUnavailableError(
+                            f"upstream {self.settings.name} sent an unreadable event"
+                        ) from exc
                     data = []
                     if payload.get("type") == "error":
                         raise _mapped(payload.get("error") or {}, self.settings.name)
@@ -153,15 +158,19 @@ class AnthropicUpstream:
             raise self._down(exc) from exc
 
     def _refused(self, status: int, text: str) -> ApiError:
+        """The client's own mistakes map 1:1; the upstream failing (5xx, 529) or limiting the
+        operator's key (429) lets the next route try; the operator's key refused (401, 403) is the
+        operator's problem, not the client's: an `api_error`, logged."""
         try:
             error = json.loads(text).get("error") or {}
         except (json.JSONDecodeError, AttributeError):
             error = {"message": text[:500]}
-        if status >= 500:
-            self._mark_down(f"answered {status}")
-            return UpstreamUnavailableError(
-                f"upstream {self.settings.name} answered {status}: {error.get('message', '')}"
-            )
+        message = f"upstream {self.settings.name} answered {status}: {error.get('message', '')}"
+        if status >= 500 or status == 429:
+            return UpstreamUnavailableError(message)
+        if status in (401, 403):
+            log.error("upstream %s refused the operator's key: %s", self.settings.name, error.get("message"))
+            return InternalServerError(f"upstream {self.settings.name} refused this server's credentials")
         return _mapped(error, self.settings.name)
 
     def _down(self, exc: Exception) -> UpstreamUnavailableError:

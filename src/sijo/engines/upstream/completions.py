@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -43,6 +44,7 @@ from sijo.errors import InvalidRequestError, OverloadedError, UpstreamUnavailabl
 log = logging.getLogger(__name__)
 
 Dialect = Literal["vllm", "sglang", "llama-server"]
+_GRAMMARS_KEPT = 256  # GBNF translations kept (grammars hold each request's schemas)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +120,13 @@ class CompletionsEngine:
             await probe.aclose()
         engine = cls(settings, info, model)
         engine._health = asyncio.create_task(engine._watch_health())
+        if settings.dialect != "llama-server":
+            log.warning(
+                "engine %s: %s tokenizes control tokens in user text as control tokens (its /tokenize "
+                "has no switch for it): a message can forge a turn of the chat template",
+                settings.name,
+                settings.dialect,
+            )
         return engine
 
     @property
@@ -151,8 +160,16 @@ class CompletionsEngine:
         self._admitted -= 1
 
     def check_grammar(self, grammar: str) -> None:
-        if self.settings.dialect == "llama-server" and grammar not in self._grammars:
-            self._grammars[grammar] = to_gbnf(grammar)  # raises GrammarError if it cannot be
+        if self.settings.dialect == "llama-server":
+            self._gbnf(grammar)
+
+    def _gbnf(self, grammar: str) -> str:
+        """`grammar` as GBNF (raises GrammarError if it cannot be), the latest translations kept."""
+        translated = self._grammars.pop(grammar, None) or to_gbnf(grammar)
+        self._grammars[grammar] = translated  # most recent last
+        while len(self._grammars) > _GRAMMARS_KEPT:
+            del self._grammars[next(iter(self._grammars))]
+        return translated
 
     def stats(self) -> dict[str, int | float]:
         return {
@@ -179,13 +196,18 @@ class CompletionsEngine:
                 replica, lines = await self._open(body, stack, tried)
                 state = _Stream()
                 try:
-                    async for chunk in self._read(replica, lines, state):
-                        yield chunk
+                    async with aclosing(self._read(replica, lines, state)) as chunks:
+                        async for chunk in chunks:
+                            yield chunk
                 except UpstreamUnavailableError:
                     if state.tokens:  # output was sent: never splice another replica's reply onto it
                         raise
                     tried.add(id(replica))
                     continue
+            if state.finish not in ("stop", "length"):  # e.g. vLLM's "abort": the reply was cut
+                raise UpstreamUnavailableError(
+                    f"engine {self.settings.name}: the upstream ended the reply ({state.finish})"
+                )
             finish: FinishReason = "eos" if state.finish == "stop" else "length"
             if finish == "length" and budget < request.max_tokens:
                 finish = "context_full"
@@ -210,12 +232,12 @@ class CompletionsEngine:
                     replica.client.stream("POST", f"{replica.url}/v1/completions", json=body)
                 )
                 await _check(response, self.settings.name)
-            except (httpx.TransportError, UpstreamUnavailableError) as exc:
+            except httpx.TransportError as exc:  # not reached: the next replica may be
                 await attempt.aclose()
                 self._failed(replica, exc)
-                failures.append(f"{replica.url}: {exc}")
+                failures.append(f"replica {self.replicas.index(replica)}: {type(exc).__name__}")
                 continue
-            except BaseException:
+            except BaseException:  # an answer (a 5xx too) is this request's: not tried again elsewhere
                 await attempt.aclose()
                 raise
             stack.push_async_exit(attempt)
@@ -278,8 +300,7 @@ class CompletionsEngine:
         else:
             body["cache_prompt"] = True
             if request.grammar is not None:
-                self.check_grammar(request.grammar)
-                body["grammar"] = self._grammars[request.grammar]
+                body["grammar"] = self._gbnf(request.grammar)
         return body
 
     async def _describe(self) -> tuple[EngineInfo, str]:
