@@ -32,7 +32,9 @@ mkdir -p "$CACHE"
 SDIST="$CACHE/llama_cpp_python-$VERSION.tar.gz"
 if [[ ! -f "$SDIST" ]]; then
     echo "Downloading llama-cpp-python==$VERSION sdist ..." >&2
-    $PIP download --no-deps --no-binary :all: "llama-cpp-python==$VERSION" -d "$CACHE" >&2
+    # Only llama-cpp-python as source: `--no-binary :all:` would also build the sdist's build tools
+    # (cmake, scikit-build-core) from source to read its metadata, for many minutes.
+    $PIP download --no-deps --no-binary llama-cpp-python "llama-cpp-python==$VERSION" -d "$CACHE" >&2
 fi
 if [[ ! -f "$SDIST" ]]; then
     # Older pip / setuptools may name it with a dash.
