@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sijo.catalog import RemoteModel, ServedModel
@@ -13,9 +14,11 @@ from sijo.prompt.attachments import Attachments
 from sijo.prompt.template import Prompt
 from sijo.prompt_cache import Breakpoint
 from sijo.protocol.context_management import ContextManagementResponse
+from sijo.protocol.message import Usage
 from sijo.protocol.params import MessageCreateParams, MessageParam
 from sijo.reply_plan import ReplyPlan
 from sijo.tools.toolset import ServerToolSet
+from sijo.usage import UsageRecord
 
 _PLAIN = ReplyPlan()
 _NO_TOOLS = ServerToolSet()
@@ -27,6 +30,27 @@ class Account:
 
     api_key_id: str | None = None
     workspace_id: str | None = None
+
+    def record(
+        self, model: str, batch: bool, usage: Usage, output_tokens: int, thinking_tokens: int
+    ) -> UsageRecord:
+        """The ledger's record of a reply for `model` whose prompt billed `usage`."""
+        return UsageRecord(
+            at=datetime.now(UTC),
+            api_key_id=self.api_key_id,
+            workspace_id=self.workspace_id,
+            model=model,
+            service_tier="batch" if batch else "standard",
+            uncached_input_tokens=usage.input_tokens,
+            output_tokens=output_tokens,
+            cache_write_5m_tokens=usage.cache_creation.ephemeral_5m_input_tokens,
+            cache_write_1h_tokens=usage.cache_creation.ephemeral_1h_input_tokens,
+            cache_read_tokens=usage.cache_read_input_tokens,
+            thinking_tokens=thinking_tokens,
+            web_search_requests=0
+            if usage.server_tool_use is None
+            else usage.server_tool_use.web_search_requests,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from datetime import UTC, datetime
 from typing import Any
 
 from sijo.errors import UpstreamUnavailableError
@@ -73,20 +72,10 @@ def _updated(usage: Usage, event: MessageDeltaEvent) -> Usage:
 
 def remote_usage_record(remote: RemoteMessage, usage: Usage) -> UsageRecord:
     creation = usage.cache_creation
-    # An upstream that reports no split (another server's `cache_creation` of zeros) wrote 5-minute entries.
-    split = creation.ephemeral_5m_input_tokens + creation.ephemeral_1h_input_tokens
-    write_5m = creation.ephemeral_5m_input_tokens if split else usage.cache_creation_input_tokens
-    return UsageRecord(
-        at=datetime.now(UTC),
-        api_key_id=remote.account.api_key_id,
-        workspace_id=remote.account.workspace_id,
-        model=remote.model_id,
-        service_tier="batch" if remote.batch else "standard",
-        uncached_input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cache_write_5m_tokens=write_5m,
-        cache_write_1h_tokens=creation.ephemeral_1h_input_tokens,
-        cache_read_tokens=usage.cache_read_input_tokens,
-        thinking_tokens=0,
-        web_search_requests=0 if usage.server_tool_use is None else usage.server_tool_use.web_search_requests,
-    )
+    if not creation.ephemeral_5m_input_tokens + creation.ephemeral_1h_input_tokens:
+        # An upstream that reports no split (`cache_creation` of zeros) wrote 5-minute entries.
+        creation = creation.model_copy(
+            update={"ephemeral_5m_input_tokens": usage.cache_creation_input_tokens}
+        )
+        usage = usage.model_copy(update={"cache_creation": creation})
+    return remote.account.record(remote.model_id, remote.batch, usage, usage.output_tokens, 0)

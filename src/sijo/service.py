@@ -19,7 +19,6 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -672,17 +671,4 @@ def usage_record(prepared: Prepared, usage: Usage, output_tokens: int, thinking_
     """The ledger's record of a reply to `prepared` whose prompt billed `usage`."""
     if isinstance(prepared, RemoteMessage):
         return remote_usage_record(prepared, usage)
-    return UsageRecord(
-        at=datetime.now(UTC),
-        api_key_id=prepared.account.api_key_id,
-        workspace_id=prepared.account.workspace_id,
-        model=prepared.model_id,
-        service_tier="batch" if prepared.batch else "standard",
-        uncached_input_tokens=usage.input_tokens,
-        output_tokens=output_tokens,
-        cache_write_5m_tokens=usage.cache_creation.ephemeral_5m_input_tokens,
-        cache_write_1h_tokens=usage.cache_creation.ephemeral_1h_input_tokens,
-        cache_read_tokens=usage.cache_read_input_tokens,
-        thinking_tokens=thinking_tokens,
-        web_search_requests=0 if usage.server_tool_use is None else usage.server_tool_use.web_search_requests,
-    )
+    return prepared.account.record(prepared.model_id, prepared.batch, usage, output_tokens, thinking_tokens)
