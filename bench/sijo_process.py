@@ -19,8 +19,9 @@ HEADERS = {"anthropic-version": "2023-06-01"}
 
 
 @contextlib.contextmanager
-def sijo_server(port: int, data: str | None = None) -> Iterator[str]:
-    """`data`: the data directory to serve (default: a new temporary one)."""
+def sijo_server(port: int, data: str | None = None, config: str | None = None) -> Iterator[str]:
+    """`data`: the data directory to serve (default: a new temporary one); `config`: a TOML text
+    to serve with (written there as sijo.toml)."""
     data = data or tempfile.mkdtemp(prefix="sijo-bench-")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIJO_")} | {"SIJO_DATA_DIR": data}
     command = [
@@ -31,6 +32,10 @@ def sijo_server(port: int, data: str | None = None) -> Iterator[str]:
         "--log-level",
         "warning",
     ]
+    if config is not None:
+        path = Path(data) / "sijo.toml"
+        path.write_text(config)
+        command += ["--config", str(path)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=sys.stderr, env=env)
     url = f"http://127.0.0.1:{port}"
     try:

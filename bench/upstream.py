@@ -22,7 +22,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,9 +30,9 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sijo_process import sijo_server
 from single_stream import default_model_path, free_ports
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 PROMPT = (
     "Write a long, detailed story about a lighthouse keeper who finds a hidden map inside an old "
     "book. Describe every scene in detail."
@@ -47,23 +46,6 @@ def llama_server(port: int, model: Path) -> subprocess.Popen[bytes]:
         "-c", "8192", "--parallel", "1", "-t", str(os.cpu_count() or 2), "--jinja",
     ]  # fmt: skip
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def sijo(port: int, upstream: str, data: str) -> subprocess.Popen[bytes]:
-    config = Path(data) / "sijo.toml"
-    config.write_text(
-        f'[engines.default]\nkind = "completions"\nurl = "{upstream}"\ndialect = "llama-server"\n'
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIJO_")} | {"SIJO_DATA_DIR": data}
-    command = [
-        str(REPO_ROOT / ".venv" / "bin" / "sijo"),
-        "serve",
-        "--port",
-        str(port),
-        "--config",
-        str(config),
-    ]
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=sys.stderr, env=env)
 
 
 def wait(url: str, path: str) -> None:
@@ -162,18 +144,17 @@ def main() -> int:
     args = parser.parse_args()
     model = args.model or default_model_path()
     upstream_port, sijo_port = free_ports(2)
-    upstream_url, sijo_url = f"http://127.0.0.1:{upstream_port}", f"http://127.0.0.1:{sijo_port}"
-    processes = [llama_server(upstream_port, model)]
+    upstream_url = f"http://127.0.0.1:{upstream_port}"
+    upstream = llama_server(upstream_port, model)
+    config = f'[engines.default]\nkind = "completions"\nurl = "{upstream_url}"\ndialect = "llama-server"\n'
     try:
         wait(upstream_url, "/health")
-        processes.append(sijo(sijo_port, upstream_url, tempfile.mkdtemp(prefix="sijo-bench-")))
-        wait(sijo_url, "/v1/models")
-        rows: dict[str, dict[str, list[dict[str, float]]]] = {"direct": {}, "sijo": {}}
-        with httpx.Client() as client:
+        with sijo_server(sijo_port, config=config) as sijo_url, httpx.Client() as client:
             runs = {
                 "direct": lambda n: direct(client, upstream_url, n),
                 "sijo": lambda n: through_sijo(client, sijo_url, n),
             }
+            rows: dict[str, dict[str, list[dict[str, float]]]] = {"direct": {}, "sijo": {}}
             for run in runs.values():  # warm-up: the prompt enters llama-server's cache
                 run(args.max_tokens)
             for _ in range(args.runs):
@@ -182,9 +163,8 @@ def main() -> int:
                     rows[name].setdefault("short", []).append(run(1))
         report(rows, args)
     finally:
-        for process in reversed(processes):
-            process.terminate()
-            process.wait(timeout=30)
+        upstream.terminate()
+        upstream.wait(timeout=30)
     return 0
 
 

@@ -3,17 +3,15 @@ passed on one by one, and what it billed goes to the usage ledger and the metric
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
+from sijo.billing import ContentClock, bill
 from sijo.errors import UpstreamUnavailableError
 from sijo.metrics import Metrics
 from sijo.prepared import RemoteMessage
 from sijo.protocol.events import (
-    ContentBlockDeltaEvent,
-    ContentBlockStartEvent,
     MessageDeltaEvent,
     MessageStartEvent,
     StreamEvent,
@@ -34,8 +32,7 @@ async def relay(
     """The upstream's events; what it billed is recorded when they end, unless the upstream failed
     before any content (the next route takes the request over, and bills it)."""
     usage: Usage | None = None
-    started = last = time.monotonic()
-    first: float | None = None
+    clock = ContentClock()
     events = remote.route.upstream.stream(upstream_body(remote), dict(remote.forwarded))
     try:
         async with aclosing(events):
@@ -44,23 +41,17 @@ async def relay(
                     usage = event.message.usage
                 elif isinstance(event, MessageDeltaEvent) and usage is not None:
                     usage = _updated(usage, event)
-                elif isinstance(event, ContentBlockStartEvent | ContentBlockDeltaEvent):
-                    last = time.monotonic()
-                    first = last if first is None else first
+                clock.see(event)
                 yield event
     except UpstreamUnavailableError:
-        if first is None:
+        if clock.first is None:
             usage = None
         raise
     finally:
         if usage is not None:
-            spent = remote_usage_record(remote, usage)
-            if ledger is not None and not remote.batch:
-                ledger.submit(spent)
-            if metrics is not None:
-                metrics.record_usage(spent)
-                if first is not None:
-                    metrics.record_timing(remote.model_id, first, last, started, spent.output_tokens)
+            bill(
+                remote_usage_record(remote, usage), clock, batch=remote.batch, ledger=ledger, metrics=metrics
+            )
 
 
 def _updated(usage: Usage, event: MessageDeltaEvent) -> Usage:

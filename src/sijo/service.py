@@ -15,7 +15,6 @@ each edit that clears something renders the prompt once more, to measure what it
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, replace
@@ -23,6 +22,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from sijo.billing import ContentClock, bill
 from sijo.catalog import Catalog, RemoteModel, Route, ServedModel, available
 from sijo.engines.base import (
     GrammarError,
@@ -57,8 +57,6 @@ from sijo.protocol.content import (
 )
 from sijo.protocol.context_management import ContextManagementResponse, CountTokensContextManagement
 from sijo.protocol.events import (
-    ContentBlockDeltaEvent,
-    ContentBlockStartEvent,
     MessageDeltaEvent,
     MessageStartEvent,
     PingEvent,
@@ -310,19 +308,15 @@ class MessagesService:
         with `OverloadedError` (a 529) before anything is sent, and never once it has started."""
         admission = prepared.served.engine.admit()
         progress = Progress()
-        started = time.monotonic()
-        first: float | None = None  # when the first content event was sent
-        last = started  # and the latest
+        clock = ContentClock()
         try:
             admitted = replace(prepared, admission=admission)
             async with aclosing(self._events(admitted, progress)) as events:
                 async for event in events:
-                    if isinstance(event, ContentBlockStartEvent | ContentBlockDeltaEvent):
-                        last = time.monotonic()
-                        first = last if first is None else first
+                    clock.see(event)
                     yield event
         except UpstreamUnavailableError:
-            if first is None:
+            if clock.first is None:
                 progress.usage = None
             raise
         finally:
@@ -331,14 +325,7 @@ class MessagesService:
                 spent = usage_record(
                     prepared, progress.usage, progress.output_tokens, progress.thinking_tokens
                 )
-                if self.ledger is not None and not prepared.batch:
-                    self.ledger.submit(spent)
-                if self.metrics is not None:
-                    self.metrics.record_usage(spent)
-                    if first is not None:
-                        self.metrics.record_timing(
-                            prepared.model_id, first, last, started, spent.output_tokens
-                        )
+                bill(spent, clock, batch=prepared.batch, ledger=self.ledger, metrics=self.metrics)
 
     async def _events(
         self, prepared: PreparedMessage, progress: Progress

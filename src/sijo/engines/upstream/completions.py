@@ -106,19 +106,18 @@ class CompletionsEngine:
         """The engine, once an upstream has told what it serves (waiting up to `wait` seconds for
         one to answer: a Compose file starts Sijo and the engine together)."""
         deadline = asyncio.get_running_loop().time() + wait
-        probe = cls(settings, _placeholder_info(settings), settings.model or "")
-        try:
-            while True:
-                try:
-                    info, model = await probe._describe()
-                    break
-                except (httpx.HTTPError, UpstreamUnavailableError) as exc:
-                    if asyncio.get_running_loop().time() > deadline:
-                        raise RuntimeError(f"engine {settings.name}: no upstream answered: {exc}") from exc
-                    await asyncio.sleep(1.0)
-        finally:
-            await probe.aclose()
-        engine = cls(settings, info, model)
+        engine = cls(settings, _placeholder_info(settings), settings.model or "")
+        while True:
+            try:
+                engine._info, engine._model = await engine._describe()
+                break
+            except (httpx.HTTPError, UpstreamUnavailableError) as exc:
+                if asyncio.get_running_loop().time() > deadline:
+                    await engine.aclose()
+                    raise RuntimeError(f"engine {settings.name}: no upstream answered: {exc}") from exc
+                await asyncio.sleep(1.0)
+        for replica in engine.replicas:  # refusals while it started say nothing now: the watch decides
+            replica.healthy, replica.failures = True, 0
         engine._health = asyncio.create_task(engine._watch_health())
         if settings.dialect != "llama-server":
             log.warning(
