@@ -120,8 +120,9 @@ class EngineConfig(BaseModel):
         default=None,
         ge=16,
         description=(
-            "KV cache size in tokens, shared by running requests and kept prompt prefixes; "
-            "unset means 4 times context_window, capped at 32768 (but at least one window)."
+            "KV cache size in tokens, split evenly into one stream per slot (a request's context "
+            "window is at most its stream); unset means slots times context_window, or, with "
+            "neither set, up to 65536 tokens in all."
         ),
     )
     prefill_chunk: int = Field(
@@ -129,18 +130,10 @@ class EngineConfig(BaseModel):
         ge=16,
         description="Prompt tokens prefilled per step; bounds how long a new prompt delays other streams.",
     )
-    resident_prefix_tokens: int | None = Field(
-        default=8192,
-        ge=0,
-        description=(
-            "KV cells that idle cached prefixes may hold; beyond it the least recently used go to "
-            "host RAM (every resident cell slows each decode step a little). Unset: up to kv_size."
-        ),
-    )
     host_cache_mb: int = Field(
         default=1024,
         ge=0,
-        description="Host RAM for cached prefixes evicted from the KV cache (restored on their next hit).",
+        description="Host RAM for kept prompt prefixes (copied into a slot's stream on a hit).",
     )
     leftover_ttl: float = Field(
         default=300.0,

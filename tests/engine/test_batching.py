@@ -1,6 +1,7 @@
 """The embedded engine itself (real model, in-process): continuous batching computes what each
-sequence computes alone, cancelled requests leak no KV cells, kept prefixes are really reused,
-spill to host RAM and back, and the admission queue is bounded."""
+sequence computes alone, cancelled requests leak no KV cells, kept prefixes are really reused (in
+place, or copied from host RAM into another slot's stream, for concurrent requests too), and the
+admission queue is bounded."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from sijo.config import EngineConfig
 from sijo.engines.base import GenerationRequest, KeepPoint, Sampling
 from sijo.engines.llama_cpp import LlamaCppEngine
+from sijo.engines.llama_cpp.scheduler import Job
 from sijo.errors import OverloadedError
 
 GREEDY = Sampling(temperature=0.0)
@@ -114,17 +116,17 @@ async def test_cancelled_requests_free_their_slots_and_cells(engine: LlamaCppEng
             leave_during_prefill(long_prompt),
         )
     await settled(engine)
-    store = engine.scheduler.store
-    entry_seqs = {e.seq for e in store.entries if e.seq is not None}
-    assert engine.sequences_holding_cells() == entry_seqs  # llama.cpp agrees: only kept prefixes hold cells
-    assert engine.scheduler.ledger.sequences() == entry_seqs
+    streams = engine.scheduler.streams
+    # llama.cpp agrees: only finished requests' leftovers hold cells, exactly the positions recorded
+    assert engine.positions_held() == {s.seq: s.length for s in streams.all if s.length}
     # a full batch still runs to the end
     results = await asyncio.gather(*(greedy(engine, p, 8) for p in short_prompts * 2))
     assert all(len(r) >= 1 for r in results)
     await settled(engine)
-    store.clear()
-    assert engine.sequences_holding_cells() == set()
-    assert engine.scheduler.ledger.used() == 0
+    held = engine.positions_held()
+    assert len(held) == 8 and held == {s.seq: s.length for s in streams.all}
+    streams.clear_idle()
+    assert engine.positions_held() == {}
 
 
 async def test_a_kept_prefix_is_reused_without_recomputing(engine: LlamaCppEngine) -> None:
@@ -151,32 +153,72 @@ async def test_a_kept_prefix_is_reused_without_recomputing(engine: LlamaCppEngin
     assert other.reused == 0
 
 
-async def test_kept_prefixes_spill_to_host_ram_and_come_back() -> None:
+async def test_concurrent_requests_each_copy_a_kept_prefix(engine: LlamaCppEngine) -> None:
+    system = "You answer questions about the following document. " + "Facts about bread and ovens. " * 80
+    head = len(await tokens(engine, f"<|im_start|>system\n{system}"))
+    keep = (KeepPoint(head, 300.0),)
+    first = await tokens(engine, chat("Who bakes?", system))
+    async for _ in engine.generate(GenerationRequest(first, 2, GREEDY, namespace="c", keep=keep)):
+        pass
+    store = engine.scheduler.store
+    restored = store.restored
+    prompts = [await tokens(engine, chat(q, system)) for q in QUESTIONS]
+    jobs = [engine.job(GenerationRequest(p, 4, GREEDY, namespace="c", keep=keep)) for p in prompts]
+    before = engine.stats()["prompt_tokens"]
+
+    async def run(job: Job) -> None:
+        async for _ in engine.run(job):
+            pass
+
+    await asyncio.gather(*(run(job) for job in jobs))
+    assert all(job.reused >= head for job in jobs)
+    # at most one continues in place, in the first request's stream; the others copy from host RAM
+    assert store.restored - restored >= len(jobs) - 1
+    assert engine.stats()["prompt_tokens"] - before == sum(
+        len(p) - j.reused for p, j in zip(prompts, jobs, strict=True)
+    )
+
+
+async def test_kept_prefixes_come_back_from_host_ram() -> None:
+    # leftover_ttl = 0: a finished request leaves nothing in its stream, so every hit is a copy
     engine = LlamaCppEngine.load(
-        EngineConfig(threads=2, slots=2, context_window=2048, kv_size=3072, leftover_ttl=0)
+        EngineConfig(threads=2, slots=2, context_window=2048, kv_size=4096, leftover_ttl=0, host_cache_mb=60)
     )
     try:
-        topics = ("Ships sail across stormy seas. ", "Bakers knead bread in ovens. ", "Planets orbit distant stars. ")
-        systems = [f"Tenant {i}. " + topic * 170 for i, topic in enumerate(topics)]
+        topics = (
+            "Ships sail across stormy seas. ",
+            "Bakers knead bread in ovens. ",
+            "Planets orbit distant stars. ",
+        )
+        systems = [f"Tenant {i}. " + topic * 160 for i, topic in enumerate(topics)]
         prompts = [await tokens(engine, chat("Summarise.", s)) for s in systems]
         heads = [len(await tokens(engine, f"<|im_start|>system\n{s}")) for s in systems]
-        assert sum(heads) > 3072  # they cannot all stay in the KV cache
         cold = []
         for prompt, head in zip(prompts, heads, strict=True):
             cold.append(await greedy_keep(engine, prompt, head))
         store = engine.scheduler.store
-        assert store.spilled >= 1 and store.host_bytes() > 0
-        saved = next(e for e in store.entries if e.seq is None)
-        which = next(i for i, p in enumerate(prompts) if tuple(saved.tokens) == p[: heads[i]])
+        assert engine.positions_held() == {}
+        # ~23 KB a cell: 60 MB holds two of the three prefixes; the one that expires soonest went
+        assert store.saved == 3 and len(store.entries) == 2
+        assert 0 < store.host_bytes() <= 60 * 1024 * 1024
+        assert {tuple(e.tokens) for e in store.entries} == {
+            tuple(p[:h]) for p, h in zip(prompts[1:], heads[1:], strict=True)
+        }
+        assert store.restored == 0  # tenants share a few template tokens: not worth a copy
         before = engine.stats()["prompt_tokens"]
-        warm = await greedy_keep(engine, prompts[which], heads[which])
+        warm = await greedy_keep(engine, prompts[1], heads[1])
         assert store.restored == 1
-        assert engine.stats()["prompt_tokens"] - before == len(prompts[which]) - heads[which]
-        # The restored cells give the first step's logits the cold prompt gave, up to the noise of
+        assert engine.stats()["prompt_tokens"] - before == len(prompts[1]) - heads[1]
+        # The copied cells give the first step's logits the cold prompt gave, up to the noise of
         # decoding the rest of the prompt in other batches (so greedy text may part at a near-tie:
         # it did on an AVX2-only AMD EPYC); another tenant's logits are far away.
-        assert np.max(np.abs(warm - cold[which])) < 2.0
-        assert all(np.max(np.abs(warm - other)) > 4.0 for i, other in enumerate(cold) if i != which)
+        assert np.max(np.abs(warm - cold[1])) < 2.0
+        assert all(np.max(np.abs(warm - other)) > 4.0 for i, other in enumerate(cold) if i != 1)
+        # the evicted one is recomputed (and kept again)
+        before = engine.stats()["prompt_tokens"]
+        await greedy_keep(engine, prompts[0], heads[0])
+        assert engine.stats()["prompt_tokens"] - before == len(prompts[0])
+        assert store.saved == 4
     finally:
         await engine.aclose()
 
@@ -211,7 +253,9 @@ async def test_the_admission_queue_is_bounded() -> None:
 
 
 async def test_interactive_requests_are_admitted_before_waiting_background_ones() -> None:
-    engine = LlamaCppEngine.load(EngineConfig(threads=2, slots=1, max_queue=4, context_window=512, kv_size=1024))
+    engine = LlamaCppEngine.load(
+        EngineConfig(threads=2, slots=1, max_queue=4, context_window=512, kv_size=1024)
+    )
     try:
         prompt = await tokens(engine, chat("Count to one hundred."))
         running = engine.generate(GenerationRequest(prompt, 400, GREEDY))

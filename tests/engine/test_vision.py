@@ -142,12 +142,10 @@ async def test_leaving_with_an_image_in_flight_leaks_no_cells(engine: LlamaCppEn
         *(cancel_soon(p) for p in pictures[3:]),
     )
     await settled(engine)
-    entry_seqs = {e.seq for e in engine.scheduler.store.entries if e.seq is not None}
-    assert engine.sequences_holding_cells() == entry_seqs
-    assert engine.scheduler.ledger.sequences() == entry_seqs
-    engine.scheduler.store.clear()
-    assert engine.sequences_holding_cells() == set()
-    assert engine.scheduler.ledger.used() == 0
+    streams = engine.scheduler.streams
+    assert engine.positions_held() == {s.seq: s.length for s in streams.all if s.length}
+    streams.clear_idle()
+    assert engine.positions_held() == {}
 
 
 def test_a_missing_projector_file_is_a_clear_error(tmp_path: Path) -> None:

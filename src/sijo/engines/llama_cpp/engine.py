@@ -1,7 +1,7 @@
 """LlamaCppEngine: the embedded engine, llama.cpp in-process with continuous batching.
 
-The model loads once; one llama.cpp context with a unified KV cache holds every running sequence
-and every kept prefix (`Scheduler`, `PrefixStore`). This class is the asyncio face of it: `generate`
+The model loads once; one llama.cpp context holds a KV stream per slot (`Scheduler`, `Streams`),
+and kept prefixes are saved in host RAM (`PrefixStore`). This class is the asyncio face of it: `generate`
 submits a job to the scheduler thread and relays its chunks; closing the iterator cancels the job,
 which frees its slot and cells at the next step.
 """
@@ -64,7 +64,6 @@ class LlamaCppEngine:
         self._info = replace(
             self._read_info(path, context_window, config.chat_template), image_input=projector is not None
         )
-        kv_size = llama_cpp.llama_n_ctx(ctx)
         slots = self._slots = config.slots
         self._relay = _Relay()
         self.scheduler = Scheduler(
@@ -72,15 +71,12 @@ class LlamaCppEngine:
             vocab=self._vocab,
             piece=lambda token: self._piece(token, special=False),
             slots=slots,
-            sequences=llama_cpp.llama_n_seq_max(ctx),
-            kv_size=kv_size,
             batch_size=llama_cpp.llama_n_batch(ctx),
             prefill_chunk=config.prefill_chunk,
             max_queue=config.max_queue,
             context_window=context_window,
             host_cache_bytes=config.host_cache_mb * 1024 * 1024,
             leftover_ttl=config.leftover_ttl,
-            resident_budget=config.resident_prefix_tokens,
             after_step=self._relay.flush,
             projector=projector,
         )
@@ -90,15 +86,12 @@ class LlamaCppEngine:
         path = resolve_model_path(config.path)
         threads = config.threads or os.cpu_count() or 1
         model = _load_model(path)
-        trained = model.n_ctx_train()
-        context_window = min(config.context_window or trained, trained)
-        kv_size = config.kv_size or max(context_window, min(4 * context_window, _DEFAULT_KV_CAP))
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = max(kv_size, context_window)
+        params.n_ctx = config.slots * _stream_size(config, model.n_ctx_train())
         params.n_batch = config.batch_size
         params.n_ubatch = config.batch_size
-        params.n_seq_max = _MAX_SEQUENCES
-        params.kv_unified = True
+        params.n_seq_max = config.slots
+        params.kv_unified = False  # a stream per slot: a step attends only to its own cells
         params.n_threads = threads
         params.n_threads_batch = threads
         params.flash_attn_type = (
@@ -110,6 +103,8 @@ class LlamaCppEngine:
         if not ctx:
             model.close()
             raise EngineError(f"llama.cpp could not create a context of {params.n_ctx} tokens")
+        # llama.cpp rounds a stream up to a multiple of 256 cells; a request never outgrows its own
+        context_window = min(config.context_window or model.n_ctx_train(), llama_cpp.llama_n_ctx_seq(ctx))
         try:
             projector = (
                 Projector.load(config.mmproj, model.model, threads, config.batch_size)
@@ -257,10 +252,11 @@ class LlamaCppEngine:
             "kv_size": llama_cpp.llama_n_ctx(self._ctx),
         }
 
-    def sequences_holding_cells(self) -> set[int]:
-        """Sequence ids that llama.cpp itself reports holding cells (checked against the ledger in tests)."""
+    def positions_held(self) -> dict[int, int]:
+        """Positions each sequence holds, as llama.cpp reports them (tests check the streams' account)."""
         memory = llama_cpp.llama_get_memory(self._ctx)
-        return {s for s in range(_MAX_SEQUENCES) if llama_cpp.llama_memory_seq_pos_max(memory, s) >= 0}
+        held = {seq: llama_cpp.llama_memory_seq_pos_max(memory, seq) + 1 for seq in range(self._slots)}
+        return {seq: count for seq, count in held.items() if count > 0}
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.scheduler.stop)
@@ -282,8 +278,17 @@ _INLINE_TOKENIZE_BYTES = 8192  # shorter texts are tokenised on the event loop, 
 _REMEMBER_BYTES = 1024  # texts at least this long have their tokens remembered ...
 _TOKENIZED_MAX_BYTES = 1 << 20  # ... up to this size ...
 _TOKENIZED_TEXTS = 64  # ... the most recently used 64 of them
-_DEFAULT_KV_CAP = 32768  # default KV cache: 4 windows, but no more than this unless asked
-_MAX_SEQUENCES = 256  # llama.cpp's LLAMA_MAX_SEQ: slots plus kept prefixes
+_DEFAULT_KV_CAP = 65536  # default KV cache, all streams together, unless a window or size is asked
+
+
+def _stream_size(config: EngineConfig, trained: int) -> int:
+    """KV cells per slot: `kv_size` shared out, else the context window asked for (or the trained
+    one, within the default cap)."""
+    if config.kv_size is not None:
+        return max(1, config.kv_size // config.slots)
+    if config.context_window is not None:
+        return min(config.context_window, trained)
+    return min(trained, max(_DEFAULT_KV_CAP // config.slots, 256))
 
 
 def _load_model(path: Path) -> Any:

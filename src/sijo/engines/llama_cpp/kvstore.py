@@ -1,23 +1,29 @@
-"""PrefixStore: token prefixes whose KV cells the engine keeps, so later requests skip their prefill.
+"""Where KV cells live: one stream per slot, and the prefixes kept in host RAM.
 
-An entry is a llama.cpp sequence id holding the cells of positions [0, n) of a token prefix, within
-a namespace (one per workspace: a request only ever reuses its own namespace's entries). Entries
-share cells with the slot they were taken from and with each other (`llama_memory_seq_cp`), so
-keeping a prefix costs no copy. Two kinds:
+The KV cache has one stream per slot (`kv_unified = false`): sequence `i` lives in stream `i`, and
+a decode step attends only to its own stream's cells, so no request pays for another's cells (in a
+unified cache, llama.cpp's CPU attention scans every used cell for every query).
 
-- *kept* entries: prefixes a request asked to keep (its cache breakpoints) until a deadline, which
-  every later use pushes back;
-- *leftovers*: what a finished request left in its slot, kept while there is room, for speed only.
+- A *stream* remembers what its cells hold (`Stream.tokens`, in a namespace) after its request
+  ends, for `leftover_ttl` seconds: a follow-up of the same namespace that shares a prefix with it
+  continues there, in place.
+- A prefix a request asks to keep (a cache breakpoint) is saved once to host RAM
+  (`llama_state_seq_get_data`) and copied into a stream when a later request of the same
+  namespace needs it (`llama_state_seq_set_data`): a copy of milliseconds against seconds of
+  prefill, and concurrent requests on the same prefix each get their own copy. Entries live until
+  their deadline, which each use pushes back; beyond the host budget the soonest to expire go.
 
-Entries past their deadline are dropped; when cells run short, leftovers go first, then the kept
-entries that expire soonest. A kept entry evicted for room is first saved to host RAM (within its
-own budget) and restored into the KV cache the next time it matches.
+`place` picks a request's stream: the one that leaves the fewest prompt tokens to prefill, then the
+one that keeps the running sequences' ids contiguous (llama.cpp splits a step into one micro-batch
+per run of consecutive sequence ids when streams are separate, and every micro-batch reads all
+the weights again).
 """
 
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,30 +31,12 @@ import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
-from sijo.engines.llama_cpp.cells import CellLedger
-
 Tokens = npt.NDArray[np.int32]
 
-
-@dataclass(eq=False, slots=True)
-class Entry:
-    namespace: str
-    tokens: Tokens
-    seq: int | None  # None: saved in host RAM (`saved`), not in the KV cache
-    expires_at: float
-    last_used: float
-    kept: bool
-    saved: bytearray | ctypes.Array[ctypes.c_uint8] | None = field(default=None, repr=False)
-
-    @property
-    def length(self) -> int:
-        return int(self.tokens.shape[0])
-
-
-@dataclass(frozen=True, slots=True)
-class Match:
-    entry: Entry
-    length: int  # tokens of the request covered by the entry
+_EMPTY: Tokens = np.zeros(0, dtype=np.int32)
+_GAP_TOKENS = 256  # a new run of sequence ids, priced in prompt tokens to prefill
+_COPY_TOKENS = 512  # copying this many cells from host RAM costs about one token's prefill ...
+_COPY_FIXED = 16  # ... and any copy about this many (a few shared template tokens are not worth one)
 
 
 def common_prefix(a: Tokens, b: Tokens) -> int:
@@ -57,189 +45,232 @@ def common_prefix(a: Tokens, b: Tokens) -> int:
     return int(differ[0]) if differ.size else int(n)
 
 
-class SeqPool:
-    """llama.cpp sequence ids, handed out to slots and entries."""
+@dataclass(eq=False, slots=True)
+class Stream:
+    seq: int  # the llama.cpp sequence id, and the index of its stream
+    namespace: str = ""
+    tokens: Tokens = field(default_factory=lambda: _EMPTY)  # what positions [0, n) of its cells hold
+    busy: bool = False
+    idle_until: float = 0.0  # an idle stream's cells are cleared after this
+    last_used: float = 0.0
 
-    def __init__(self, count: int) -> None:
-        self._free = list(range(count - 1, -1, -1))
+    @property
+    def length(self) -> int:
+        return int(self.tokens.shape[0])
 
-    def take(self) -> int | None:
-        return self._free.pop() if self._free else None
 
-    def give(self, seq: int) -> None:
-        self._free.append(seq)
+@dataclass(eq=False, slots=True)
+class Entry:
+    namespace: str
+    tokens: Tokens  # the positions the saved cells hold
+    saved: bytearray = field(repr=False)
+    expires_at: float
+    last_used: float
 
-    def available(self) -> int:
-        return len(self._free)
+    @property
+    def length(self) -> int:
+        return int(self.tokens.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    stream: Stream
+    reuse: int  # prompt tokens whose cells the request starts with
+    entry: Entry | None  # copied from host RAM into the stream first; None: in place
+
+
+class Streams:
+    """The slots' streams and what each holds."""
+
+    def __init__(self, ctx: Any, memory: Any, count: int, clock: Callable[[], float]) -> None:
+        self._ctx = ctx
+        self._memory = memory
+        self._clock = clock
+        self.all = [Stream(seq) for seq in range(count)]
+
+    def idle_cells(self) -> int:
+        """Cells idle streams hold (a busy stream's count is its request's position)."""
+        return sum(stream.length for stream in self.all if not stream.busy)
+
+    def resident(self) -> int:
+        """Idle streams whose cells are kept for a follow-up."""
+        return sum(1 for stream in self.all if not stream.busy and stream.length)
+
+    def place(
+        self, namespace: str, tokens: Tokens, host: Entry | None, usable: Callable[[int], int]
+    ) -> Placement:
+        """The cheapest free stream for a request, and what it reuses (`usable` turns a shared
+        prefix's length into what the request may take of it: never all of its prompt, never half
+        an image)."""
+        busy = {stream.seq for stream in self.all if stream.busy}
+        runs = _runs(busy)
+        best: tuple[tuple[int, int, float], Placement] | None = None
+        from_host = usable(common_prefix(host.tokens, tokens)) if host is not None else 0
+        for stream in self.all:
+            if stream.busy:
+                continue
+            mine = stream.namespace == namespace and stream.length > 0
+            in_place = usable(common_prefix(stream.tokens, tokens)) if mine else 0
+            gap = (_runs(busy | {stream.seq}) - runs) * _GAP_TOKENS
+            options = [Placement(stream, in_place, None)]
+            if host is not None and from_host > in_place:
+                options.append(Placement(stream, from_host, host))
+            for option in options:
+                copy = _COPY_FIXED + option.entry.length // _COPY_TOKENS if option.entry is not None else 0
+                cost = int(tokens.shape[0]) - option.reuse + gap + copy
+                # then: do not overwrite what another request may want; then the longest idle
+                key = (cost, int(option.reuse == 0 and stream.length > 0), stream.last_used)
+                if best is None or key < best[0]:
+                    best = (key, option)
+        assert best is not None, "a request is placed only when a slot is free"
+        return best[1]
+
+    def take(self, placement: Placement, namespace: str, tokens: Tokens) -> None:
+        """Make `placement.stream` hold `tokens[:reuse]` (its cells must already) and mark it busy."""
+        stream = placement.stream
+        if placement.reuse < stream.length or placement.reuse == 0:
+            llama_cpp.llama_memory_seq_rm(self._memory, stream.seq, placement.reuse, -1)
+        stream.namespace = namespace
+        stream.tokens = tokens[: placement.reuse]
+        stream.busy = True
+        stream.last_used = self._clock()
+
+    def release(self, stream: Stream, tokens: Tokens, ttl: float) -> None:
+        """The request in `stream` ended with `tokens` decoded: keep them `ttl` seconds, if any."""
+        stream.busy = False
+        stream.last_used = self._clock()
+        if ttl > 0 and tokens.shape[0] > 0:
+            stream.tokens = tokens
+            stream.idle_until = stream.last_used + ttl
+        else:
+            self.clear(stream)
+
+    def clear(self, stream: Stream) -> None:
+        llama_cpp.llama_memory_seq_rm(self._memory, stream.seq, -1, -1)
+        stream.tokens = _EMPTY
+        stream.namespace = ""
+
+    def expire(self) -> None:
+        now = self._clock()
+        for stream in self.all:
+            if not stream.busy and stream.length and stream.idle_until <= now:
+                self.clear(stream)
+
+    def clear_idle(self) -> None:
+        for stream in self.all:
+            if not stream.busy and stream.length:
+                self.clear(stream)
 
 
 class PrefixStore:
-    def __init__(
-        self,
-        ctx: Any,
-        memory: Any,
-        ledger: CellLedger,
-        pool: SeqPool,
-        *,
-        clock: Callable[[], float],
-        host_budget_bytes: int,
-    ) -> None:
+    """Kept prefixes, saved in host RAM."""
+
+    def __init__(self, ctx: Any, memory: Any, *, clock: Callable[[], float], host_budget_bytes: int) -> None:
         self._ctx = ctx
         self._memory = memory
-        self._ledger = ledger
-        self._pool = pool
         self._clock = clock
-        self._host_budget = host_budget_bytes
-        self._host_used = 0
+        self._budget = host_budget_bytes
+        self._used = 0
         self.entries: list[Entry] = []
+        self.saved = 0
         self.restored = 0
-        self.spilled = 0
+        self.copy_seconds = 0.0
 
-    # --- lookup ------------------------------------------------------------------------------
-
-    def best(self, namespace: str, tokens: Tokens) -> Match | None:
-        """The entry sharing the longest prefix with `tokens` (in the KV cache or in host RAM)."""
-        best: Match | None = None
+    def best(self, namespace: str, tokens: Tokens) -> Entry | None:
+        """The entry of `namespace` sharing the longest prefix with `tokens`."""
+        best, longest = None, 0
         for entry in self.entries:
-            if entry.namespace != namespace:
-                continue
-            length = common_prefix(entry.tokens, tokens)
-            if length and (
-                best is None
-                or length > best.length
-                or (length == best.length and entry.seq is not None and best.entry.seq is None)
-            ):
-                best = Match(entry, length)
+            if entry.namespace == namespace:
+                length = common_prefix(entry.tokens, tokens)
+                if length > longest:
+                    best, longest = entry, length
         return best
 
-    def find(self, namespace: str, tokens: Tokens) -> Entry | None:
+    def covering(self, namespace: str, prefix: Tokens) -> Entry | None:
+        """An entry whose cells include all of `prefix`."""
         for entry in self.entries:
-            if entry.namespace == namespace and entry.length == tokens.shape[0]:
-                if common_prefix(entry.tokens, tokens) == entry.length:
+            if entry.namespace == namespace and entry.length >= prefix.shape[0]:
+                if common_prefix(entry.tokens, prefix) == prefix.shape[0]:
                     return entry
         return None
 
-    def touch(self, entry: Entry, ttl: float | None) -> None:
+    def keep(self, namespace: str, prefix: Tokens, stream: Stream, ttl: float) -> None:
+        """Keep `prefix` for `ttl` seconds (more if it already was): save `stream`'s cells, which
+        hold it, unless an entry already holds them."""
         now = self._clock()
-        entry.last_used = now
-        if ttl is not None:
-            entry.expires_at = max(entry.expires_at, now + ttl)
-            entry.kept = True
+        existing = self.covering(namespace, prefix)
+        if existing is not None:
+            existing.expires_at = max(existing.expires_at, now + ttl)
+            existing.last_used = now
+            return
+        started = time.perf_counter()
+        size = llama_cpp.llama_state_seq_get_size(self._ctx, stream.seq)
+        if not self._make_room(size):
+            return
+        saved = bytearray(size)
+        view = _view(saved)
+        written = llama_cpp.llama_state_seq_get_data(self._ctx, view, size, stream.seq)
+        del view  # a bytearray with an exported view cannot shrink
+        self.copy_seconds += time.perf_counter() - started
+        if written == 0:
+            return
+        del saved[written:]
+        entry = Entry(namespace, stream.tokens.copy(), saved, now + ttl, now)
+        for covered in [e for e in self.entries if e.namespace == namespace and self._covers(entry, e)]:
+            entry.expires_at = max(entry.expires_at, covered.expires_at)
+            self._drop(covered)
+        self.entries.append(entry)
+        self._used += len(saved)
+        self.saved += 1
 
-    def restore(self, entry: Entry) -> bool:
-        """Bring a host-RAM entry back into the KV cache; False when no sequence id is free."""
-        if entry.seq is not None:
-            return True
-        assert entry.saved is not None
-        seq = self._pool.take()
-        if seq is None:
+    def restore(self, entry: Entry, stream: Stream) -> bool:
+        """Copy `entry`'s cells into `stream` (replacing what it held); False if llama.cpp refused."""
+        started = time.perf_counter()
+        done = llama_cpp.llama_state_seq_set_data(self._ctx, _view(entry.saved), len(entry.saved), stream.seq)
+        self.copy_seconds += time.perf_counter() - started
+        stream.tokens = entry.tokens if done else _EMPTY
+        if not done:
+            llama_cpp.llama_memory_seq_rm(self._memory, stream.seq, -1, -1)
             return False
-        data = (ctypes.c_uint8 * len(entry.saved)).from_buffer(entry.saved)  # no copy
-        if llama_cpp.llama_state_seq_set_data(self._ctx, data, len(entry.saved), seq) == 0:
-            llama_cpp.llama_memory_seq_rm(self._memory, seq, -1, -1)
-            self._pool.give(seq)
-            return False
-        self._ledger.extend(seq, entry.length)
-        self._host_used -= len(entry.saved)
-        entry.seq, entry.saved = seq, None
+        entry.last_used = self._clock()
         self.restored += 1
         return True
-
-    # --- adding --------------------------------------------------------------------------------
-
-    def keep(self, namespace: str, tokens: Tokens, source_seq: int, ttl: float | None) -> None:
-        """Keep positions [0, len(tokens)) of `source_seq` as an entry (or refresh the existing one)."""
-        existing = self.find(namespace, tokens)
-        if existing is not None:
-            self.touch(existing, ttl)
-            return
-        seq = self._pool.take()
-        if seq is None and self._evict_one(spill=False):
-            seq = self._pool.take()
-        if seq is None:
-            return
-        llama_cpp.llama_memory_seq_cp(self._memory, source_seq, seq, 0, int(tokens.shape[0]))
-        self._ledger.copy(source_seq, seq, int(tokens.shape[0]))
-        now = self._clock()
-        self.entries.append(
-            Entry(namespace, tokens.copy(), seq, now + (ttl or 0.0), now, kept=ttl is not None)
-        )
-
-    def adopt(self, namespace: str, tokens: Tokens, seq: int, idle_ttl: float, limit: int) -> None:
-        """Take a finished slot's sequence as a leftover entry (no copy: the id changes hands).
-
-        At most `limit` leftovers stay, the most recently used: every cell held widens the range
-        each decode step's attention spans in the unified KV cache.
-        """
-        if tokens.shape[0] == 0 or idle_ttl <= 0 or self.find(namespace, tokens) is not None:
-            self.free_seq(seq)
-            return
-        leftovers = sorted((e for e in self.entries if not e.kept), key=lambda e: e.last_used)
-        for old in leftovers[: max(0, len(leftovers) - limit + 1)]:
-            self._drop(old)
-        now = self._clock()
-        self.entries.append(Entry(namespace, tokens.copy(), seq, now + idle_ttl, now, kept=False))
-
-    # --- dropping ------------------------------------------------------------------------------
 
     def expire(self) -> None:
         now = self._clock()
         for entry in [e for e in self.entries if e.expires_at <= now]:
             self._drop(entry)
 
-    def shrink_to(self, limit: int, in_use: set[int] | None = None) -> None:
-        """Spill or drop entries (except those whose seq ids are `in_use`) until at most `limit`
-        cells are used, or nothing is left to evict."""
-        while self._ledger.used() > limit and self._evict_one(spill=True, keep_seqs=in_use):
-            pass
-
-    def need_seq(self) -> bool:
-        """Free a sequence id for a slot by evicting an entry; False if none is left to evict."""
-        return self._pool.available() > 0 or self._evict_one(spill=True)
-
     def host_bytes(self) -> int:
-        return self._host_used
+        return self._used
 
     def clear(self) -> None:
         for entry in list(self.entries):
             self._drop(entry)
 
-    def _evict_one(self, *, spill: bool, keep_seqs: set[int] | None = None) -> bool:
-        """Evict the least recently used leftover, else the least recently used kept entry."""
-        resident = [e for e in self.entries if e.seq is not None and e.seq not in (keep_seqs or ())]
-        if not resident:
+    def _make_room(self, size: int) -> bool:
+        if size > self._budget:
             return False
-        victim = min(resident, key=lambda e: (e.kept, e.last_used))
-        if spill and victim.kept and self._spill(victim):
-            return True
-        self._drop(victim)
-        return True
+        for entry in sorted(self.entries, key=lambda e: e.expires_at):
+            if self._used + size <= self._budget:
+                break
+            self._drop(entry)
+        return self._used + size <= self._budget
 
-    def _spill(self, entry: Entry) -> bool:
-        assert entry.seq is not None
-        size = llama_cpp.llama_state_seq_get_size(self._ctx, entry.seq)
-        if self._host_used + size > self._host_budget:
-            return False
-        buffer = (ctypes.c_uint8 * size)()
-        written = llama_cpp.llama_state_seq_get_data(self._ctx, buffer, size, entry.seq)
-        if written == 0:
-            return False
-        entry.saved = buffer if written == size else bytearray(memoryview(buffer)[:written])
-        self._host_used += len(entry.saved)
-        self.free_seq(entry.seq)
-        entry.seq = None
-        self.spilled += 1
-        return True
+    @staticmethod
+    def _covers(entry: Entry, other: Entry) -> bool:
+        return entry.length >= other.length and common_prefix(entry.tokens, other.tokens) == other.length
 
     def _drop(self, entry: Entry) -> None:
         self.entries.remove(entry)
-        if entry.seq is not None:
-            self.free_seq(entry.seq)
-        if entry.saved is not None:
-            self._host_used -= len(entry.saved)
+        self._used -= len(entry.saved)
 
-    def free_seq(self, seq: int) -> None:
-        """Free a sequence's cells (those no other sequence shares) and give its id back."""
-        llama_cpp.llama_memory_seq_rm(self._memory, seq, -1, -1)
-        self._ledger.drop(seq)
-        self._pool.give(seq)
+
+def _view(buffer: bytearray) -> ctypes.Array[ctypes.c_uint8]:
+    return (ctypes.c_uint8 * len(buffer)).from_buffer(buffer)  # no copy
+
+
+def _runs(seqs: Iterable[int]) -> int:
+    """How many runs of consecutive ids `seqs` form."""
+    ids = set(seqs)
+    return sum(1 for seq in ids if seq - 1 not in ids)

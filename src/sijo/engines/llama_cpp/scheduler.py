@@ -1,13 +1,17 @@
 """Scheduler: continuous batching over one llama.cpp context, on one thread of its own.
 
-Up to `slots` requests run at once, each in its own llama.cpp sequence. Every step builds one batch:
+Up to `slots` requests run at once, each in its own llama.cpp sequence and KV stream (`kvstore`).
+Every step builds one batch:
 one token for each sequence that is generating, plus at most `prefill_chunk` prompt tokens of the
 sequences still reading their prompts, so a long prompt delays the others by one chunk at most.
 New requests join between steps; a request that is cancelled leaves at the next step and its
 cells are freed. Requests beyond the slots wait in a bounded queue; a full queue refuses at once.
 
-Before prefilling, a request takes the longest prefix it shares with a kept entry of its
-namespace (`PrefixStore`) by sharing that entry's cells, and decodes only the rest.
+Before prefilling, a request takes the stream that holds the longest prefix of its prompt in its
+namespace (a finished request's cells, in place) or copies in a kept prefix from host RAM
+(`PrefixStore`), whichever leaves less to prefill, and decodes only the rest. Prefill chunks end at
+the request's cache breakpoints, so that a stream holds exactly a breakpoint's prefix when it is
+kept.
 """
 
 from __future__ import annotations
@@ -32,9 +36,8 @@ from sijo.engines.base import (
     KeepPoint,
     Sampling,
 )
-from sijo.engines.llama_cpp.cells import CellLedger
 from sijo.engines.llama_cpp.constraint import TokenMask
-from sijo.engines.llama_cpp.kvstore import PrefixStore, SeqPool, Tokens
+from sijo.engines.llama_cpp.kvstore import Placement, PrefixStore, Stream, Streams, Tokens
 from sijo.engines.llama_cpp.sampling import sampler_chain
 from sijo.engines.llama_cpp.text import Utf8Stream
 from sijo.engines.llama_cpp.vision import Projector, ProjectorError
@@ -72,6 +75,11 @@ class Job:
         starts = [span.start for span in self.images if span.start >= position]
         return min(starts) if starts else int(self.tokens.shape[0])
 
+    def next_keep(self, position: int) -> int:
+        """The first cache breakpoint after `position` (else the prompt's end): prefill stops there."""
+        ends = [point.length for point in self.keep if point.length > position]
+        return min(ends) if ends else int(self.tokens.shape[0])
+
     def outside_images(self, length: int) -> int:
         """`length` moved back to an image's start if it falls inside that image."""
         for span in self.images:
@@ -83,13 +91,16 @@ class Job:
 @dataclass(eq=False, slots=True)
 class _Slot:
     job: Job
-    seq: int
+    stream: Stream
     sampler: Any
     pos: int = 0  # positions decoded into the sequence
     generated: list[int] = field(default_factory=list)
     text: Utf8Stream = field(default_factory=Utf8Stream)
     kept: int = 0  # keep points handled so far
-    source: int | None = None  # the entry (seq id) whose cells this slot shares
+
+    @property
+    def seq(self) -> int:
+        return self.stream.seq
 
     @property
     def prefilling(self) -> bool:
@@ -116,15 +127,12 @@ class Scheduler:
         vocab: Any,
         piece: Callable[[int], bytes],
         slots: int,
-        sequences: int,
-        kv_size: int,
         batch_size: int,
         prefill_chunk: int,
         max_queue: int,
         context_window: int,
         host_cache_bytes: int,
         leftover_ttl: float,
-        resident_budget: int | None = None,
         after_step: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         projector: Projector | None = None,
@@ -135,21 +143,16 @@ class Scheduler:
         self._piece = piece
         self._memory = llama_cpp.llama_get_memory(ctx)
         self._slots_max = slots
-        self._kv_size = kv_size
         self._batch_size = batch_size
         self._chunk = max(1, min(prefill_chunk, batch_size - slots))
         self._max_queue = max_queue
         self._window = context_window
         self._leftover_ttl = leftover_ttl
-        self._resident_budget = resident_budget
         self._after_step = after_step or (lambda: None)
         self._n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
         self._batch = llama_cpp.llama_batch_init(batch_size, 0, 1)
-        self.ledger = CellLedger()
-        self.pool = SeqPool(sequences)
-        self.store = PrefixStore(
-            ctx, self._memory, self.ledger, self.pool, clock=clock, host_budget_bytes=host_cache_bytes
-        )
+        self.streams = Streams(ctx, self._memory, slots, clock)
+        self.store = PrefixStore(ctx, self._memory, clock=clock, host_budget_bytes=host_cache_bytes)
         self.stats = SchedulerStats()
         self.snapshot: dict[str, int | float] = {}
         self._active: list[_Slot] = []
@@ -220,14 +223,14 @@ class Scheduler:
             with self._cond:
                 while not self._stopping and not self._active and not self._waiting:
                     self._cond.wait(timeout=1.0)
-                    self.store.expire()
+                    self._expire()
                     self._publish()
                 if self._stopping:
                     return
                 admitted = self._take_waiting()
             try:
                 self._reap()
-                self.store.expire()
+                self._expire()
                 for job in admitted:
                     self._admit(job)
                 if self._active:
@@ -245,12 +248,13 @@ class Scheduler:
         store = self.store
         self.snapshot = {
             "running": len(self._active),
-            "kv_cells_used": self.ledger.used(),
-            "kept_prefixes": sum(1 for e in store.entries if e.seq is not None),
-            "host_prefixes": sum(1 for e in store.entries if e.seq is None),
+            "kv_cells_used": self.streams.idle_cells() + sum(slot.pos for slot in self._active),
+            "resident_streams": self.streams.resident(),
+            "kept_prefixes": len(store.entries),
             "host_bytes": store.host_bytes(),
-            "prefixes_spilled": store.spilled,
+            "prefixes_saved": store.saved,
             "prefixes_restored": store.restored,
+            "prefix_copy_seconds": store.copy_seconds,
             "steps": stats.steps,
             "step_seconds": stats.step_seconds,
             "decode_seconds": stats.decode_seconds,
@@ -268,6 +272,10 @@ class Scheduler:
         self._waiting = deque(waiting[room:])
         return waiting[:room]
 
+    def _expire(self) -> None:
+        self.store.expire()
+        self.streams.expire()
+
     def _reap(self) -> None:
         for slot in [s for s in self._active if s.job.cancelled.is_set()]:
             self._release(slot, keep=False)
@@ -275,34 +283,26 @@ class Scheduler:
     def _admit(self, job: Job) -> None:
         if job.cancelled.is_set():
             return
-        seq = self.pool.take() if self.store.need_seq() else None
-        if seq is None:
-            job.emit(OverloadedError("Overloaded: no free sequence", headers={"retry-after": "1"}))
-            return
-        slot = _Slot(job, seq, sampler_chain(job.sampling))
+        last = int(job.tokens.shape[0]) - 1  # the prompt's last token is decoded for its logits
+
+        def usable(shared: int) -> int:
+            return job.outside_images(min(shared, last))
+
+        host = self.store.best(job.namespace, job.tokens)
+        placement = self.streams.place(job.namespace, job.tokens, host, usable)
+        if placement.entry is not None and not self.store.restore(placement.entry, placement.stream):
+            placement = Placement(placement.stream, 0, None)
+        self.streams.take(placement, job.namespace, job.tokens)
+        slot = _Slot(job, placement.stream, sampler_chain(job.sampling))
+        slot.pos = job.reused = placement.reuse
+        self.stats.reused_tokens += placement.reuse
         self._active.append(slot)
-        match = self.store.best(job.namespace, job.tokens)
-        if match is not None and match.entry.seq is None:  # saved in host RAM: make room, restore
-            self.store.shrink_to(self._kv_size - match.entry.length)
-            self.store.restore(match.entry)
-        if match is not None and match.entry.seq is not None:
-            shared = job.outside_images(min(match.length, job.tokens.shape[0] - 1))
-            if shared > 0:
-                llama_cpp.llama_memory_seq_cp(self._memory, match.entry.seq, seq, 0, shared)
-                self.ledger.copy(match.entry.seq, seq, shared)
-                self.store.touch(match.entry, None)
-                slot.pos = job.reused = shared
-                slot.source = match.entry.seq
-                self.stats.reused_tokens += shared
         self._keep_reached(slot)
 
     def _step(self) -> None:
         started = time.perf_counter()
         self._decode_image()
         plan = self._plan()
-        self.store.shrink_to(self._kv_size - sum(n for _, n in plan))
-        while self.ledger.used() + sum(n for _, n in plan) > self._kv_size:
-            plan = self._shed(plan)
         if not plan:  # this step only decoded an image
             self.stats.steps += 1
             self.stats.step_seconds += time.perf_counter() - started
@@ -314,25 +314,14 @@ class Scheduler:
         if status != 0:
             raise EngineError(f"llama_decode failed with status {status}")
         for slot, count in plan:
-            self.ledger.extend(slot.seq, count)
             if slot.prefilling:
                 self.stats.prompt_tokens += count
             slot.pos += count
             self._keep_reached(slot)
         for slot, index in outputs:
             self._sample(slot, index)
-        if self._resident_budget is not None:
-            self._trim(self._resident_budget)
         self.stats.steps += 1
         self.stats.step_seconds += time.perf_counter() - started
-
-    def _trim(self, budget: int) -> None:
-        """Keep the cells of idle entries within the resident budget: every cell in the unified KV
-        cache widens the range each step's attention scans, running requests' or not."""
-        in_use = {slot.source for slot in self._active if slot.source is not None}
-        shared = sum(e.length for e in self.store.entries if e.seq in in_use)
-        own = sum(slot.pos - slot.job.reused for slot in self._active)
-        self.store.shrink_to(budget + shared + own, in_use)
 
     def _decode_image(self) -> None:
         """Decode the first image a prefilling slot has reached (one a step: an image is a prefill
@@ -342,10 +331,6 @@ class Scheduler:
             if span is None:
                 continue
             assert self._projector is not None, "images reach only an engine with a projector"
-            self.store.shrink_to(self._kv_size - span.count - len(self._active))
-            if self.ledger.used() + span.count > self._kv_size:
-                self._shed([(slot, span.count)])
-                return
             decode_started = time.perf_counter()
             try:
                 taken = self._projector.decode(self._ctx, span, slot.seq, self._batch_size)
@@ -354,34 +339,26 @@ class Scheduler:
                 self._release(slot, keep=False)
                 return
             self.stats.decode_seconds += time.perf_counter() - decode_started
-            self.ledger.extend(slot.seq, taken)
             self.stats.prompt_tokens += taken
             slot.pos += taken
             self._keep_reached(slot)
             return
 
     def _plan(self) -> list[tuple[_Slot, int]]:
-        """(slot, tokens to decode) for this step: generating slots first, then one prefill chunk
-        (which stops where an image starts: images are decoded on their own)."""
+        """(slot, tokens to decode) for this step: a token for each generating slot, and one prefill
+        chunk (which stops where an image starts, images being decoded on their own, and at a cache
+        breakpoint), in the order of the slots' sequence ids: llama.cpp gives each run of
+        consecutive ids its own micro-batch."""
         plan = [(slot, 1) for slot in self._active if not slot.prefilling]
         budget = min(self._chunk, self._batch_size - len(plan))
         for slot in self._active:
             if slot.prefilling and budget > 0:
-                count = min(budget, slot.job.text_until(slot.pos) - slot.pos)
+                job = slot.job
+                count = min(budget, job.text_until(slot.pos) - slot.pos, job.next_keep(slot.pos) - slot.pos)
                 if count > 0:
                     plan.append((slot, count))
                     budget -= count
-        return plan
-
-    def _shed(self, plan: list[tuple[_Slot, int]]) -> list[tuple[_Slot, int]]:
-        """The KV cache is full even without kept entries: refuse the newest prefilling request."""
-        prefilling = [slot for slot, _ in plan if slot.prefilling]
-        if not prefilling:
-            raise EngineError("the KV cache is full")
-        victim = prefilling[-1]
-        victim.job.emit(OverloadedError("Overloaded: the KV cache is full", headers={"retry-after": "1"}))
-        self._release(victim, keep=False)
-        return [(slot, n) for slot, n in plan if slot is not victim]
+        return sorted(plan, key=lambda item: item[0].seq)
 
     def _fill(self, plan: list[tuple[_Slot, int]]) -> list[tuple[_Slot, int]]:
         batch = self._batch
@@ -468,19 +445,15 @@ class Scheduler:
         job = slot.job
         while slot.kept < len(job.keep) and job.keep[slot.kept].length <= slot.pos:
             point = job.keep[slot.kept]
-            self.store.keep(job.namespace, job.tokens[: point.length], slot.seq, point.ttl)
+            slot.stream.tokens = job.tokens[: slot.pos]
+            self.store.keep(job.namespace, job.tokens[: point.length], slot.stream, point.ttl)
             slot.kept += 1
 
     def _release(self, slot: _Slot, *, keep: bool) -> None:
         self._active.remove(slot)
         llama_cpp.llama_sampler_free(slot.sampler)
-        if keep and slot.pos > 0:
-            decoded = np.concatenate([slot.job.tokens, np.asarray(slot.generated, dtype=np.int32)])[
-                : slot.pos
-            ]
-            self.store.adopt(slot.job.namespace, decoded, slot.seq, self._leftover_ttl, self._slots_max)
-        else:
-            self.store.free_seq(slot.seq)
+        decoded = np.concatenate([slot.job.tokens, np.asarray(slot.generated, dtype=np.int32)])[: slot.pos]
+        self.streams.release(slot.stream, decoded, self._leftover_ttl if keep else 0.0)
 
 
 def _is_background(job: Job) -> bool:
