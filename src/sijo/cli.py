@@ -11,6 +11,7 @@ sijo search remove ID_OR_PATH...   (web_search's local index; every subcommand t
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import ipaddress
 import sqlite3
 import sys
@@ -115,10 +116,20 @@ def _missing_model(settings: Settings) -> str | None:
     return None
 
 
+def server_options(header_timeout: float) -> dict[str, Any]:
+    """How `sijo serve` runs uvicorn, beside its address: uvloop's event loop and httptools' HTTP
+    parser (C, as `uvicorn[standard]` installs them) where they are installed, else asyncio's and
+    h11 (pure Python), either protocol bounding how long a request's head may take
+    (`api/timeouts.py`); no WebSocket protocol, as Sijo serves none."""
+    from sijo.api.timeouts import http_protocol
+
+    loop = "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+    return {"loop": loop, "http": http_protocol(header_timeout), "ws": "none"}
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from sijo.api.timeouts import HeaderTimeoutProtocol
     from sijo.app import create_app
 
     try:
@@ -138,9 +149,8 @@ def serve(args: argparse.Namespace) -> int:
         print(f"sijo: {refusal}", file=sys.stderr)
         return 2
     app = create_app(settings)
-    # uvicorn bounds no request's headers: this protocol does (and pins h11; see api/timeouts.py).
-    protocol = HeaderTimeoutProtocol.with_timeout(settings.header_timeout)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, http=protocol)
+    options = server_options(settings.header_timeout)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, **options)
     return 0
 
 

@@ -94,6 +94,25 @@ def test_the_next_request_on_a_kept_alive_connection_has_the_same_deadline(edge:
     assert TIMEOUT * 0.8 < time.monotonic() - started < LATE
 
 
+def test_a_head_still_incomplete_past_16_kib_gets_400(edge: Server) -> None:
+    # uvicorn's httptools protocol bounds no head: Sijo's does, as h11 does (what is buffered of one).
+    with connect(edge) as sock:
+        sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nx-padding: ")
+        sock.settimeout(0.05)
+        sent, received = 0, b""
+        while not received and sent < 64 * 1024:  # a header that never ends, a KiB at a time
+            sock.sendall(b"a" * 1024)
+            sent += 1024
+            try:
+                received = sock.recv(65536)
+            except TimeoutError:
+                pass
+        sock.settimeout(LATE)
+        rest, _ = read_all(sock)
+    assert (received + rest).startswith(b"HTTP/1.1 400"), received[:100]
+    assert sent >= 16 * 1024  # (without the bound, the header deadline would close it, answering nothing)
+
+
 def test_a_stalled_body_gets_408_and_the_connection_closes(edge: Server) -> None:
     head = (
         "POST /v1/messages/count_tokens HTTP/1.1\r\nHost: 127.0.0.1\r\n"

@@ -199,3 +199,37 @@ def test_a_reply_the_model_ended_keeps_a_trailing_tag_start_as_text() -> None:
     assert _blocks(_events(["Is 3 < 4? Yes: 3 <"])) == [("text", "", "Is 3 < 4? Yes: 3")]
     assert _blocks(_events(["<tool_"], ended=True)) == [("text", "", "<tool_")]
     assert _blocks(_events(["<tool_"])) == []
+
+
+def test_the_message_read_mid_stream_is_the_fold_so_far() -> None:
+    """The service reads the blocks so far between phases (a server tool's result): the accumulator
+    joins its pieces then, and goes on folding the same."""
+    assembler = MessageAssembler(message_id="msg_x", model="m", usage=Usage(input_tokens=1, output_tokens=0))
+    signer = ThinkingSigner(b"k" * 32)
+    accumulator = Accumulator()
+    seen: list[list[tuple[str, str]]] = []
+    steps = [
+        assembler.start(),
+        assembler.thinking("Hm, "),
+        assembler.thinking("let me see."),
+        assembler.sign_thinking(signer.sign("Hm, let me see.")),
+        assembler.text("Seoul "),
+        assembler.text("is "),
+        assembler.text("warm."),
+        assembler.close(),
+        assembler.text("Bye"),
+        assembler.finish("end_turn", None, 9),
+    ]
+    for step in steps:
+        for event in step:
+            accumulator.apply(event)
+        message = accumulator.message
+        assert message is not None
+        seen.append([(b.type, b.text if b.type == "text" else b.thinking) for b in message.content])  # type: ignore[union-attr]
+    assert seen[2] == [("thinking", "Hm, let me see.")]
+    assert seen[5] == [("thinking", "Hm, let me see."), ("text", "Seoul is ")]
+    assert seen[-1] == [("thinking", "Hm, let me see."), ("text", "Seoul is warm."), ("text", "Bye")]
+    final = accumulator.message
+    assert final is not None and final.stop_reason == "end_turn" and final.usage.output_tokens == 9
+    thinking = final.content[0]
+    assert thinking.type == "thinking" and signer.open(thinking.signature) == "Hm, let me see."

@@ -42,7 +42,7 @@ async def create_message(
     if stream:
         events = await started_stream(service, prepared, limiter, caller)
         return StreamingResponse(
-            sse.frames(sse.with_pings(events, settings.ping_interval), request_id(request)),
+            sse.frames(sse.batches(events, settings.ping_interval), request_id(request)),
             media_type="text/event-stream; charset=utf-8",
             headers={"cache-control": "no-cache"},
         )

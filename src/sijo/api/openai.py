@@ -100,7 +100,7 @@ async def _complete(
         writer = ChunkWriter(created, include_usage=include_usage, legacy_functions=legacy)
         events = await started_stream(service, prepared, limiter, caller)  # as in messages.py
         return StreamingResponse(
-            _frames(sse.with_pings(events, settings.ping_interval), writer),
+            _frames(sse.batches(events, settings.ping_interval), writer),
             media_type="text/event-stream; charset=utf-8",
             headers={"cache-control": "no-cache"},
         )
@@ -117,22 +117,24 @@ def _translated(body: bytes, service: MessagesService) -> Translation:
     return to_message_params(chat, served.max_output_tokens)
 
 
-async def _frames(events: AsyncIterator[StreamEvent], writer: ChunkWriter) -> AsyncIterator[bytes]:
-    """OpenAI's SSE: `data: <chunk>` frames, then `data: [DONE]`; keep-alives are SSE comments, and
-    a failure after the headers went out is one `data: {"error": …}` frame, which the SDK raises."""
+async def _frames(batched: AsyncIterator[list[StreamEvent]], writer: ChunkWriter) -> AsyncIterator[bytes]:
+    """OpenAI's SSE: `data: <chunk>` frames, those of a batch of events (`sse.batches`) as one piece,
+    then `data: [DONE]`; keep-alives are SSE comments, and a failure after the headers went out is
+    one `data: {"error": …}` frame, which the SDK raises."""
+    done: list[bytes] = []
     try:
-        async for event in events:
-            if isinstance(event, PingEvent):
-                yield b": ping\n\n"
-                continue
-            for chunk in writer.feed(event):
-                yield f"data: {chunk.model_dump_json(exclude_none=True)}\n\n".encode()
+        async for batch in batched:
+            for event in batch:
+                done.append(b": ping\n\n" if isinstance(event, PingEvent) else writer.frames(event))
+            if chunk := b"".join(done):
+                yield chunk
+            done.clear()
     except ApiError as error:
-        yield _error_frame(error)
+        yield b"".join([*done, _error_frame(error)])
         return
     except Exception:
         logger.exception("chat completion stream failed after the response started")
-        yield _error_frame(InternalServerError("Internal server error"))
+        yield b"".join([*done, _error_frame(InternalServerError("Internal server error"))])
         return
     yield b"data: [DONE]\n\n"
 

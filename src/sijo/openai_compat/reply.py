@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 
+import orjson
+
 from sijo.protocol.events import (
     ContentBlockDeltaEvent,
     ContentBlockStartEvent,
@@ -113,7 +115,10 @@ class ChunkWriter:
     The first chunk carries the role; text deltas become `content`; a `tool_use` block becomes a
     tool call (its id and name first, then its input's JSON text as `arguments` deltas); the last
     chunk with a choice carries `finish_reason`, and with `include_usage` one more, without choices,
-    carries the usage."""
+    carries the usage.
+
+    `frames(event)` gives the same chunks as SSE `data:` frames; those of text and arguments deltas,
+    one a token or so, are written straight to bytes, byte for byte what serialising them gives."""
 
     def __init__(self, created: int, *, include_usage: bool = False, legacy_functions: bool = False) -> None:
         self.created = created
@@ -123,10 +128,37 @@ class ChunkWriter:
         self._model = ""
         self._calls: dict[int, int] = {}  # content block index → tool call index
         self._usage: ChatCompletionUsage | None = None
+        self._head = b""  # a chunk's frame up to its delta, once message_start has given the id
+
+    def frames(self, event: StreamEvent) -> bytes:
+        """`feed(event)` as SSE frames, `data: <chunk>` each (nothing where it gives no chunk)."""
+        if isinstance(event, ContentBlockDeltaEvent):
+            delta = event.delta
+            if isinstance(delta, TextDelta):
+                return self._frame(b'{"content":%s}' % orjson.dumps(delta.text)) if delta.text else b""
+            if isinstance(delta, InputJsonDelta) and event.index in self._calls and delta.partial_json:
+                index, arguments = self._calls[event.index], orjson.dumps(delta.partial_json)
+                if not self.legacy_functions:
+                    call = b'{"index":%d,"function":{"arguments":%s}}' % (index, arguments)
+                    return self._frame(b'{"tool_calls":[%s]}' % call)
+                return self._frame(b'{"function_call":{"arguments":%s}}' % arguments) if index == 0 else b""
+        return b"".join(
+            b"data: %s\n\n" % chunk.model_dump_json(exclude_none=True).encode() for chunk in self.feed(event)
+        )
+
+    def _frame(self, delta: bytes) -> bytes:
+        """The frame of a chunk whose one choice has `delta` (JSON) and no finish reason."""
+        return b"%s%s}]}\n\n" % (self._head, delta)
 
     def feed(self, event: StreamEvent) -> list[ChatCompletionChunk]:
         if isinstance(event, MessageStartEvent):
             self._id, self._model = event.message.id, event.message.model
+            self._head = b'data: {"id":%s,"object":"chat.completion.chunk","created":%d,"model":%s,' % (
+                orjson.dumps(self._id),
+                self.created,
+                orjson.dumps(self._model),
+            )
+            self._head += b'"choices":[{"index":0,"delta":'
             return [self._chunk(ChatChunkDelta(role="assistant", content=""))]
         if isinstance(event, ContentBlockStartEvent) and isinstance(event.content_block, ToolUseBlock):
             self._calls[event.index] = len(self._calls)

@@ -14,7 +14,6 @@ from sijo.protocol.events import (
     ContentBlockDeltaEvent,
     ContentBlockStartEvent,
     ContentBlockStopEvent,
-    InputJsonDelta,
     MessageDelta,
     MessageDeltaEvent,
     MessageDeltaUsage,
@@ -22,8 +21,6 @@ from sijo.protocol.events import (
     MessageStopEvent,
     SignatureDelta,
     StreamEvent,
-    TextDelta,
-    ThinkingDelta,
 )
 from sijo.protocol.message import (
     Message,
@@ -66,7 +63,7 @@ class MessageAssembler:
         if not text:
             return []
         events = self._open_block("text")
-        events.append(ContentBlockDeltaEvent(index=self._next_index, delta=TextDelta(text=text)))
+        events.append(_delta(self._next_index, {"type": "text_delta", "text": text}))
         return events
 
     def cited_text(self, citations: list[TextCitation]) -> list[StreamEvent]:
@@ -87,9 +84,7 @@ class MessageAssembler:
         """Thinking text (may be empty: with `display: omitted` the block still opens)."""
         events = self._open_block("thinking")
         if thinking:
-            events.append(
-                ContentBlockDeltaEvent(index=self._next_index, delta=ThinkingDelta(thinking=thinking))
-            )
+            events.append(_delta(self._next_index, {"type": "thinking_delta", "thinking": thinking}))
         return events
 
     def sign_thinking(self, signature: str) -> list[StreamEvent]:
@@ -122,8 +117,7 @@ class MessageAssembler:
     def tool_input(self, fragment: str) -> list[StreamEvent]:
         if self._open != "tool_use" or not fragment:
             return []
-        delta = InputJsonDelta(partial_json=fragment)
-        return [ContentBlockDeltaEvent(index=self._next_index, delta=delta)]
+        return [_delta(self._next_index, {"type": "input_json_delta", "partial_json": fragment})]
 
     def close(self) -> list[StreamEvent]:
         if self._open is None:
@@ -167,3 +161,9 @@ class MessageAssembler:
         events.append(ContentBlockStartEvent(index=self._next_index, content_block=block))
         self._open = kind
         return events
+
+
+def _delta(index: int, delta: dict[str, str]) -> ContentBlockDeltaEvent:
+    """A text, thinking or tool input delta (one a token): built by validating its dict, which takes
+    half the time of building its two models one by one."""
+    return ContentBlockDeltaEvent.model_validate({"index": index, "delta": delta})

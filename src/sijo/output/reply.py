@@ -62,7 +62,7 @@ class ReplyParser:
         self._buffer = ""
         self._text_started = False
         self._pending = ""  # whitespace before any text: dropped if a call comes first
-        self._arguments = ""  # the arguments of the current call, so far
+        self._arguments: list[str] = []  # the arguments of the current call so far, in pieces
         self.tool_calls = 0
 
     def feed(self, text: str) -> list[StreamEvent]:
@@ -95,7 +95,7 @@ class ReplyParser:
                 return self._assembler.close()
             return self._tool_use(name) + self._assembler.close()
         if self._state == "arguments":
-            if rest and _is_json(self._arguments):  # `rest` is the call's closing markup
+            if rest and _is_json("".join(self._arguments)):  # `rest` is the call's closing markup
                 rest = ""
             return self._tool_input(rest) + self._assembler.close()
         return self._assembler.close()
@@ -131,9 +131,10 @@ class ReplyParser:
             events = self._tool_input(buffer[:end]) + self._assembler.close()
             self._end_call()
             return events
-        # between calls: the grammar allows only another call (or the end)
+        # between calls: the grammar allows only another call (or the end); `flush` drops the rest
         start = buffer.find(_OPEN)
         if start < 0:
+            self._buffer = buffer[len(buffer) - partial_suffix(buffer, _OPEN) :]
             return None
         self._buffer = buffer[start + len(_OPEN) :]
         self._state = "name"
@@ -141,7 +142,7 @@ class ReplyParser:
 
     def _tool_use(self, name: str) -> list[StreamEvent]:
         self._state = "arguments"
-        self._arguments = ""
+        self._arguments = []
         server = name in self._server_tools
         call_id = new_id("srvtoolu" if server else "toolu")
         self._call = (call_id, name)
@@ -154,14 +155,14 @@ class ReplyParser:
         if self._call is None or self._call[1] not in self._server_tools:
             return
         try:
-            arguments = json.loads(self._arguments)
+            arguments = json.loads("".join(self._arguments))
         except ValueError:
             arguments = {}
         call_id, name = self._call
         self.server_call = ServerCall(call_id, name, arguments if isinstance(arguments, dict) else {})
 
     def _tool_input(self, fragment: str) -> list[StreamEvent]:
-        self._arguments += fragment
+        self._arguments.append(fragment)
         return self._assembler.tool_input(fragment)
 
     def _text(self, text: str) -> list[StreamEvent]:
@@ -181,7 +182,14 @@ class ThinkingStream:
 
     def __init__(self) -> None:
         self._held = ""
-        self.text = ""  # all of the thinking so far
+        self._pieces: list[str] = []  # all of the thinking so far (`text`)
+
+    @property
+    def text(self) -> str:
+        """All of the thinking so far."""
+        text = "".join(self._pieces)
+        self._pieces = [text]
+        return text
 
     def feed(self, text: str) -> str:
         buffer = self._held + text
@@ -193,14 +201,14 @@ class ThinkingStream:
             keep = max(partial_suffix(buffer, self._END), partial_suffix(buffer, markup.THINK_END))
             self._held = buffer[len(buffer) - keep :]
             buffer = buffer[: len(buffer) - keep]
-        self.text += buffer
+        self._pieces.append(buffer)
         return buffer
 
     def flush(self) -> str:
         """At the end of the phase: held-back text that turned out not to be the end tag."""
         rest, self._held = self._held, ""
         rest = "" if self._END.startswith(rest) or markup.THINK_END.startswith(rest) else rest
-        self.text += rest
+        self._pieces.append(rest)
         return rest
 
 
