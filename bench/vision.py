@@ -67,38 +67,33 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-from PIL import Image, ImageDraw
-from single_stream import (
+from harness import (
     ANTHROPIC_HEADERS,
     BUSY_THRESHOLD,
     PEER,
-    REPO_ROOT,
     SIJO,
-    RunningServer,
-    ServerSpec,
+    Server,
     add_server_args,
     cpu_snapshot,
     default_model_path,
     fmt,
-    free_ports,
     iter_sse,
     other_cpu_fraction,
-    peer_spec,
+    print_kernels,
     raise_on_sigterm,
     ratio,
-    sijo_spec,
-    start_server,
-    stop_server,
-    tail,
+    selected_names,
+    serving,
     wait_for_idle,
-    wait_ready,
 )
+from PIL import Image, ImageDraw
+from sijo_process import REPO_ROOT, tail
 
 MODEL_ID = "claude-sonnet-4-6"
 DEFAULT_QUESTION = "What is in this picture? Answer in one sentence."
@@ -274,9 +269,9 @@ class SijoProbe:
 
     KEYS = ("images_encoded", "image_encode_seconds", "prompt_tokens", "reused_tokens")
 
-    def __init__(self, client: httpx.Client, server: RunningServer) -> None:
+    def __init__(self, client: httpx.Client, server: Server) -> None:
         self._client = client
-        self._url = server.spec.base_url + "/sijo/status"
+        self._url = server.base_url + "/sijo/status"
         self._before: dict[str, float] = {}
 
     def _counters(self) -> dict[str, float]:
@@ -332,7 +327,7 @@ def parse_peer_log(text: str) -> tuple[int, float | None, float | None]:
 class PeerProbe:
     """llama-server's log (verbosity 4): what it encoded and decoded during each request."""
 
-    def __init__(self, server: RunningServer) -> None:
+    def __init__(self, server: Server) -> None:
         self._path = server.log_path
         self._offset = 0
 
@@ -363,17 +358,15 @@ class Target:
     """A running server: how to send it an image and how to read what it did."""
 
     name: str
-    server: RunningServer
+    server: Server
     probe: Probe
 
     def request(self, client: httpx.Client, png: bytes, args: argparse.Namespace) -> Sample:
         if self.name == SIJO:
             return stream_sijo(
-                client, self.server.spec.base_url, sijo_payload(png, args.question, args.max_tokens)
+                client, self.server.base_url, sijo_payload(png, args.question, args.max_tokens)
             )
-        return stream_peer(
-            client, self.server.spec.base_url, peer_payload(png, args.question, args.max_tokens)
-        )
+        return stream_peer(client, self.server.base_url, peer_payload(png, args.question, args.max_tokens))
 
 
 # --------------------------------------------------------------------------- benchmark
@@ -557,35 +550,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def make_specs(args: argparse.Namespace) -> list[ServerSpec]:
-    sijo_port, peer_port = free_ports(2)
-    specs: list[ServerSpec] = []
-    if not args.only_peer:
-        spec = sijo_spec(args, sijo_port)
-        specs.append(dataclasses.replace(spec, argv=[*spec.argv, "--mmproj", str(args.mmproj)]))
-    if not args.only_sijo:
-        spec = peer_spec(args, peer_port)  # -m, -t, -c, --jinja as in single_stream.py
-        extra = ["--mmproj", str(args.mmproj), "--no-mmproj-offload", "-lv", "4"]  # -lv 4: encode lines
-        specs.append(dataclasses.replace(spec, argv=[*spec.argv, *extra]))
-    for spec in specs:
-        if not Path(spec.argv[0]).exists():
-            hint = " (run: bash bench/build_llama_server.sh)" if spec.name == PEER else ""
-            raise SystemExit(f"error: {spec.name} binary not found: {spec.argv[0]}{hint}")
-    return specs
-
-
-@contextlib.contextmanager
-def sijo_environment(data_dir: Path) -> Iterator[None]:
-    """A data directory of Sijo's own (no keys, no database of the user's) while it starts."""
-    saved = dict(os.environ)
-    for key in [k for k in os.environ if k.startswith("SIJO_")]:
-        del os.environ[key]
-    os.environ["SIJO_DATA_DIR"] = str(data_dir)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+def extra_args(name: str, args: argparse.Namespace) -> list[str]:
+    """The projector for both; llama-server on the CPU, at -lv 4 (it logs encoding only then)."""
+    if name == SIJO:
+        return ["--mmproj", str(args.mmproj)]
+    return ["--mmproj", str(args.mmproj), "--no-mmproj-offload", "-lv", "4"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -597,29 +566,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.mmproj = write_toy_projector(log_dir)
     elif not args.mmproj.is_file():
         raise SystemExit(f"error: mmproj not found: {args.mmproj}")
-    specs = make_specs(args)
+    names = selected_names(args)
     raise_on_sigterm()
     print(f"command: {shlex.join(sys.orig_argv)}")
     print(f"device: {cpu_model()}, {os.cpu_count()} logical CPUs; threads={args.threads}")
     load_before = load_average()
     print(f"load average before: {load_before}")
-    running: list[RunningServer] = []
+    running: list[Server] = []
     targets: list[Target] = []
     succeeded = False
     timeout = httpx.Timeout(args.request_timeout, connect=10.0)
+    kernels = print_kernels(args, names, [args.model], log_dir)
     try:
-        with httpx.Client(timeout=timeout) as client:
-            for spec in specs:  # one after the other, so that model loads do not compete
-                print(f"starting {spec.name} on port {spec.port}: {' '.join(spec.argv)}")
-                if spec.name == SIJO:
-                    with sijo_environment(log_dir / "sijo-data"):
-                        server = start_server(spec, log_dir)
-                else:
-                    server = start_server(spec, log_dir)
+        with contextlib.ExitStack() as stack, httpx.Client(timeout=timeout) as client:
+            for name in names:  # one after the other, so that model loads do not compete
+                server = stack.enter_context(
+                    serving(name, args, log_dir, kernels, extra=extra_args(name, args))
+                )
                 running.append(server)
-                wait_ready(server, args.startup_timeout)
-                probe: Probe = SijoProbe(client, server) if spec.name == SIJO else PeerProbe(server)
-                targets.append(Target(spec.name, server, probe))
+                probe: Probe = SijoProbe(client, server) if name == SIJO else PeerProbe(server)
+                targets.append(Target(name, server, probe))
             pgids = {server.process.pid for server in running}
             results = run_benchmark(client, targets, pgids, args)
         print_report(results, args, len(make_png(args.width, args.height, 0)))
@@ -628,13 +594,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RuntimeError, TimeoutError, httpx.HTTPError):
         for server in running:
             print(
-                f"--- {server.spec.name} log tail ({server.log_path}):\n{tail(server.log_path)}",
+                f"--- {server.name} log tail ({server.log_path}):\n{tail(server.log_path)}",
                 file=sys.stderr,
             )
         raise
     finally:
-        for server in running:
-            stop_server(server)
         if args.keep_logs or not succeeded:
             print(f"server logs kept in {log_dir}", file=sys.stderr)
         else:
