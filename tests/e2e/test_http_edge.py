@@ -109,8 +109,12 @@ def test_a_head_still_incomplete_past_16_kib_gets_400(edge: Server) -> None:
                 pass
         sock.settimeout(LATE)
         rest, _ = read_all(sock)
-    assert (received + rest).startswith(b"HTTP/1.1 400"), received[:100]
+    answer = received + rest
+    assert answer.startswith(b"HTTP/1.1 400"), received[:100]
     assert sent >= 16 * 1024  # (without the bound, the header deadline would close it, answering nothing)
+    body = json.loads(answer.partition(b"\r\n\r\n")[2])  # in the API's error shape, as every failure
+    assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+    assert body["request_id"].startswith("req_")
 
 
 def test_a_stalled_body_gets_408_and_the_connection_closes(edge: Server) -> None:

@@ -9,10 +9,10 @@ import asyncio
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from sijo.api.timeouts import MAX_HEAD_BYTES, Deadline
+from sijo.api.timeouts import MAX_HEAD_BYTES, Deadline, ShapedRefusal
 
 
-class HttpToolsDeadlineProtocol(Deadline, HttpToolsProtocol):
+class HttpToolsDeadlineProtocol(ShapedRefusal, Deadline, HttpToolsProtocol):
     """What the client owes: nothing while one of its requests is being served (responses go out
     in order, so the latest request's cycle says so); the rest of a body once its request was
     answered; else a request's head.

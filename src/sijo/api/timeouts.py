@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 from typing import ClassVar, Self
 
 import h11
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from sijo.errors import RequestTimeoutError
+from sijo.errors import InvalidRequestError, RequestTimeoutError
+from sijo.ids import new_id
 
 MAX_HEAD_BYTES = 16 * 1024  # what uvicorn's h11 protocol allows (h11's max_incomplete_event_size)
 
@@ -73,7 +75,28 @@ class Deadline:
             self.transport.close()
 
 
-class HeaderTimeoutProtocol(Deadline, H11Protocol):
+class ShapedRefusal:
+    """uvicorn answers a request its HTTP parser refuses (a control character in a header value, a
+    malformed request line) with a plain-text 400; this answers it in the API's error shape, as
+    every other failure is, and closes the connection as uvicorn does."""
+
+    transport: asyncio.Transport
+
+    def send_400_response(self, msg: str) -> None:
+        error = InvalidRequestError(
+            f"{msg.rstrip('.')}: the request line or a header is malformed, or a header's value "
+            "holds a control character"
+        )
+        body = json.dumps(error.body(new_id("req"))).encode()
+        head = (
+            b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nx-should-retry: false\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+        )
+        self.transport.write(head + body)
+        self.transport.close()
+
+
+class HeaderTimeoutProtocol(ShapedRefusal, Deadline, H11Protocol):
     """uvicorn's h11 protocol with the deadline: h11's `their_state` says what the client owes."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
