@@ -74,7 +74,6 @@ from typing import Any
 
 import httpx
 from harness import (
-    ANTHROPIC_HEADERS,
     BUSY_THRESHOLD,
     PEER,
     SIJO,
@@ -83,13 +82,13 @@ from harness import (
     cpu_snapshot,
     default_model_path,
     fmt,
-    iter_sse,
     other_cpu_fraction,
     print_kernels,
     raise_on_sigterm,
     ratio,
     selected_names,
     serving,
+    stream_message,
     wait_for_idle,
 )
 from PIL import Image, ImageDraw
@@ -193,34 +192,13 @@ class Series:
 
 
 def stream_sijo(client: httpx.Client, base_url: str, payload: dict[str, Any]) -> Sample:
-    """A streaming ``/v1/messages`` request; TTFT = first ``content_block_delta``."""
-    first: float | None = None
-    output_tokens: int | None = None
-    parts: list[str] = []
-    started = time.perf_counter()
-    with client.stream(
-        "POST", base_url + "/v1/messages", json=payload, headers=ANTHROPIC_HEADERS
-    ) as response:
-        if response.status_code != 200:
-            body = response.read().decode(errors="replace")
-            raise RuntimeError(f"HTTP {response.status_code} from {SIJO}: {body[:500]}")
-        for event, data in iter_sse(response.iter_lines()):
-            if event == "error":
-                raise RuntimeError(f"error event from {SIJO}: {data}")
-            if event == "content_block_delta":
-                if first is None:
-                    first = time.perf_counter()
-                parts.append(str(data.get("delta", {}).get("text", "")))
-            elif event == "message_delta":
-                output_tokens = data.get("usage", {}).get("output_tokens")
-            elif event == "message_stop":
-                break
-    total = time.perf_counter() - started
+    """A streaming ``/v1/messages`` request, timed by `stream_message`; TTFT = first delta."""
+    result = stream_message(client, base_url, payload)
     return Sample(
-        ttft_s=None if first is None else first - started,
-        total_s=total,
-        output_tokens=output_tokens,
-        text="".join(parts),
+        ttft_s=None if result.first_delta is None else result.first_delta - result.sent,
+        total_s=result.finished - result.sent,
+        output_tokens=result.output_tokens,
+        text=result.text,
     )
 
 
