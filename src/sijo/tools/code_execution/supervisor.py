@@ -48,10 +48,6 @@ _CPU_SLACK = 0.05  # seconds: a program that used its whole CPU budget, give or 
 Snapshot = dict[bytes, tuple[int, int, int, int]]
 
 
-class _WallClock(Exception):
-    """The wall-clock limit went off."""
-
-
 def main(argv: list[str]) -> None:
     _make_undumpable()
     status_fd, wall, input_size = int(argv[0]), float(argv[1]), int(argv[6])
@@ -228,25 +224,35 @@ def _run(
     pid = os.fork()
     if pid == 0:
         _exec_child(program, feed, limits)
-    signal.signal(signal.SIGALRM, _ring)
+    # The alarm kills rather than raises: an exception thrown into whatever line runs when it rings
+    # (with a short limit on a loaded machine, even the line before a `try`) would kill pid 1 and
+    # lose the status. Killing every process here makes the wait below return, and the feed's
+    # write fail, wherever they are.
+    rang: list[bool] = []
+    signal.signal(signal.SIGALRM, lambda *_: _ring(rang))
     signal.setitimer(signal.ITIMER_REAL, wall)
     try:
         if feed is not None and given is not None:
             os.close(feed[0])
             _feed(feed[1], given)
         status, usage = _wait_for(pid)
-    except _WallClock:
-        return 128 + signal.SIGKILL, True
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+    if rang:
+        return 128 + signal.SIGKILL, True
     if os.WIFSIGNALED(status):
         out_of_cpu = usage.ru_utime + usage.ru_stime >= limits[0] - _CPU_SLACK
         return 128 + os.WTERMSIG(status), os.WTERMSIG(status) == signal.SIGXCPU or out_of_cpu
     return os.WEXITSTATUS(status), False
 
 
-def _ring(*_: object) -> None:
-    raise _WallClock
+def _ring(rang: list[bool]) -> None:
+    """The wall clock ran out: every other process of the sandbox's pid namespace is killed."""
+    rang.append(True)
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _feed(fd: int, data: bytes) -> None:
