@@ -623,6 +623,7 @@ class EngineCounters:
     prompt_tokens: int
     reused_tokens: int
     generated_tokens: int
+    prefix_copy_seconds: float = 0.0
 
     def overhead_ms_per_step(self) -> float | None:
         """Python's own work per engine step: ``(step_seconds - decode_seconds) / steps``."""
@@ -663,6 +664,7 @@ def sijo_counters(client: httpx.Client, base_url: str) -> EngineCounters:
         prompt_tokens=int(total("prompt_tokens")),
         reused_tokens=int(total("reused_tokens")),
         generated_tokens=int(total("generated_tokens")),
+        prefix_copy_seconds=float(total("prefix_copy_seconds")),
     )
 
 

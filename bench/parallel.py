@@ -35,7 +35,9 @@ Cases (``--cases``, comma-separated; default all), each printing its ratio and t
     12 distinct ~1,500-token system prompts (``cache_control`` as above), more than llama-server's
     8 slots. A warm-up pass sends each once, then 2 measured passes go round-robin over them, one
     request at a time (short varied questions, ``max_tokens`` 8). Ratio of mean TTFT peer / Sijo,
-    target >= 1.5.
+    target >= 1.5. Also the prompt tokens each server decoded per request: Sijo's from its engine
+    counters (with the time spent copying kept prefixes), llama-server's from the ``prompt eval
+    time`` line it logs as each request ends.
 
 ``q4_0``
     ``single`` and ``streams`` on a Q4_0 model made from ``--model`` with llama.cpp's
@@ -360,8 +362,20 @@ class TtftResult:
 
 
 @dataclass
+class Prefill:
+    """What a server did for one request before its first token: prompt tokens it decoded (the rest
+    came from its cache), and the milliseconds it spent on them (llama-server's `prompt eval time`)
+    or copying kept prefixes into the KV cache (Sijo's `prefix_copy_seconds`)."""
+
+    tokens: int
+    prefill_ms: float | None = None
+    copy_ms: float | None = None
+
+
+@dataclass
 class TenantsResult:
     measured: list[StreamResult] = field(default_factory=list)
+    prefills: list[Prefill] = field(default_factory=list)
     disturbed: int = 0
 
     def mean_s(self) -> float | None:
@@ -484,21 +498,71 @@ def case_tenants(
         for t, system in enumerate(systems):
             question = QUESTIONS[(1 + p * len(systems) + t) % len(QUESTIONS)]
             payload = cached_payload(system, question, sizes.cached_max_tokens)
+            watch = PrefillWatch(client, server)
             res = measured_stream(client, server, payload, {server.pgid}, args)
             result.measured.append(res)
+            prefill = watch.read()
+            if prefill is not None:
+                result.prefills.append(prefill)
             result.disturbed += is_busy(res.other_cpu)
             if res.ttft_s is not None:
                 ttfts.append(res.ttft_s)
             hits += (res.usage_int("cache_read_input_tokens") or 0) > 0
             if args.verbose:
                 tag = f"{usage_tag(res)}{busy_tag(res.other_cpu)}"
-                print(f"    tenant {t + 1:>2} TTFT {ms(res.ttft_s):>11}  {tag}")
+                print(f"    tenant {t + 1:>2} TTFT {ms(res.ttft_s):>11}  {tag}  {describe_prefill(prefill)}")
         mean = statistics.fmean(ttfts) if ttfts else None
         print(
             f"  pass {p + 1}: mean TTFT {ms(mean)} (min {ms(min(ttfts, default=None))}, "
             f"max {ms(max(ttfts, default=None))}); cache_read > 0 in {hits}/{len(systems)} requests"
         )
     return result
+
+
+_PROMPT_EVAL = re.compile(r"prompt eval time =\s*([\d.]+) ms /\s*(\d+) tokens")
+
+
+class PrefillWatch:
+    """The prompt tokens a server decodes for the next request: Sijo's engine counters before and
+    after, or the `prompt eval time` line llama-server logs at the end of each request."""
+
+    def __init__(self, client: httpx.Client, server: Server) -> None:
+        self._client, self._server = client, server
+        if server.name == SIJO:
+            self._before: EngineCounters | None = sijo_counters(client, server.base_url)
+            self._offset = 0
+        else:
+            self._before = None
+            self._offset = server.log_path.stat().st_size
+
+    def read(self) -> Prefill | None:
+        if self._before is not None:
+            after = sijo_counters(self._client, self._server.base_url)
+            copy_s = after.prefix_copy_seconds - self._before.prefix_copy_seconds
+            return Prefill(after.prompt_tokens - self._before.prompt_tokens, copy_ms=copy_s * 1000)
+        deadline = time.monotonic() + 2.0  # the line is written as the request ends, by a log thread
+        while not (found := self._logged()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not found:
+            return None
+        prefill_ms, tokens = found[-1]
+        return Prefill(int(tokens), prefill_ms=float(prefill_ms))
+
+    def _logged(self) -> list[tuple[str, str]]:
+        with self._server.log_path.open("rb") as log:
+            log.seek(self._offset)
+            return _PROMPT_EVAL.findall(log.read().decode(errors="replace"))
+
+
+def describe_prefill(prefill: Prefill | None) -> str:
+    if prefill is None:
+        return ""
+    text = f"prefilled {prefill.tokens} tokens"
+    if prefill.prefill_ms is not None:
+        text += f" in {prefill.prefill_ms:.1f} ms"
+    if prefill.copy_ms is not None:
+        text += f", prefix copy {prefill.copy_ms:.1f} ms"
+    return text
 
 
 def case_q4_0(client: httpx.Client, server: Server, sizes: Sizes, args: argparse.Namespace) -> Q4Result:
@@ -630,10 +694,24 @@ def report_tenants(results: dict[str, TenantsResult], sizes: Sizes) -> list[Row]
         f"{SIJO} {ms(s_mean)}, {PEER} {ms(p_mean)}; ratio peer/Sijo {fmt(value, '.2f')} "
         f"{against(value, target)}"
     )
+    for name, res in ((SIJO, sijo), (PEER, peer)):
+        if res is not None and res.prefills:
+            print(f"  {name}: per request, {mean_prefill(res.prefills)}")
     return [
         Row("tenants", f"mean TTFT ({sizes.tenants} tenants) (ms)", fmt(to_ms(s_mean), ".1f"),
             fmt(to_ms(p_mean), ".1f"), "peer/Sijo", value, target),
     ]  # fmt: skip
+
+
+def mean_prefill(prefills: Sequence[Prefill]) -> str:
+    text = f"mean prompt tokens decoded {statistics.fmean(p.tokens for p in prefills):.1f}"
+    timed = [p.prefill_ms for p in prefills if p.prefill_ms is not None]
+    if timed:
+        text += f" in {statistics.fmean(timed):.1f} ms"
+    copies = [p.copy_ms for p in prefills if p.copy_ms is not None]
+    if copies:
+        text += f", prefix copy {statistics.fmean(copies):.1f} ms"
+    return text
 
 
 def report(case: str, results: dict[str, Any], sizes: Sizes) -> list[Row]:

@@ -145,7 +145,13 @@ class EngineConfig(BaseModel):
     )
     batch_size: int = Field(default=512, ge=1, description="Prompt tokens decoded per llama.cpp batch.")
     flash_attention: bool = Field(
-        default=True, description="llama.cpp's flash attention (llama-server turns it on where it can)."
+        default=False,
+        description=(
+            "llama.cpp's flash attention. Off by default: its CPU kernel takes a batch of fewer than "
+            "64 tokens one query row at a time, so past a few hundred tokens of context it slows "
+            "every decoding step and every short prompt after a cached prefix (bench/README.md); "
+            "it is faster only at prefilling long prompts from scratch."
+        ),
     )
 
     @model_validator(mode="after")
