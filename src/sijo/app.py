@@ -23,6 +23,7 @@ from sijo.api.timeouts import BodyTimeoutMiddleware
 from sijo.batch_worker import BatchWorker
 from sijo.catalog import Catalog, default_models
 from sijo.config import Settings
+from sijo.console import routes as console
 from sijo.engines.base import Engine
 from sijo.engines.registry import load_engines
 from sijo.engines.upstream.anthropic import AnthropicUpstream
@@ -35,6 +36,7 @@ from sijo.prompt_cache import PromptCache, RedisEntries
 from sijo.ratelimit import RateLimiter, rate_limiter
 from sijo.service import FileSource, MessagesService
 from sijo.signing import SEALING, ThinkingSigner, load_or_create_secret
+from sijo.store.audit import AuditLog
 from sijo.store.batches import BatchStore
 from sijo.store.db import connect, migrate
 from sijo.store.files import FileStore
@@ -123,6 +125,7 @@ def create_app(
         state = app.state
         state.database = database
         state.keys = KeyStore(database)
+        state.audit = AuditLog(database)
         state.ledger = UsageLedger(database)
         state.batches = BatchStore(database)
         state.files = FileStore(database, settings.data_dir / "files", clock)
@@ -182,6 +185,7 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(status.router)
     app.include_router(probes.router)
+    console.install(app)
     return app
 
 

@@ -100,6 +100,19 @@ class Authenticator:
             raise PermissionDeniedError("the Admin API requires an admin key, not an API key")
         raise AuthenticationError("invalid x-api-key")
 
+    async def keys_exist(self) -> bool:
+        """Whether any key exists, API or admin: until one does, the server trusts loopback."""
+        if self._admin or await self._required():
+            return True
+        return await asyncio.to_thread(self.store.any, "admin")
+
+    async def admin_hint(self, presented: str) -> str:
+        """How the audit log names the admin key `presented` (never the key itself); the Admin API's
+        refusal when it is none."""
+        await self.admin([presented] if presented else [])
+        stored = await asyncio.to_thread(self.store.verify, presented, "admin")
+        return stored.hint if stored is not None else f"...{presented[-4:]} (configured)"
+
     async def _is_api_key(self, key: str) -> bool:
         return _match(key, self._api) is not None or (
             await asyncio.to_thread(self.store.verify, key, "api") is not None

@@ -7,6 +7,7 @@ digests compared again in constant time; a key that is not active does not authe
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import hmac
 import secrets
@@ -62,6 +63,14 @@ def _key(row: Row[Any]) -> ApiKey:
         created_at=row.created_at,
         limits=KeyLimits(row.requests_per_minute, row.input_tokens_per_minute, row.output_tokens_per_minute),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    id: str
+    name: str
+    created_at: datetime
+    keys: int
 
 
 class KeyStore:
@@ -174,3 +183,15 @@ class KeyStore:
                 select(workspaces.c.name).where(workspaces.c.id == workspace_id)
             ).scalar()
         return None if name is None else str(name)
+
+    def workspaces(self) -> builtins.list[Workspace]:
+        """Every workspace, oldest first, with how many API keys it holds."""
+        count = (
+            select(func.count())
+            .where(api_keys.c.workspace_id == workspaces.c.id, api_keys.c.kind == "api")
+            .scalar_subquery()
+        )
+        query = select(workspaces, count.label("keys")).order_by(workspaces.c.created_at, workspaces.c.id)
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return [Workspace(row.id, row.name, row.created_at, int(row.keys)) for row in rows]

@@ -13,7 +13,7 @@ import logging
 from dataclasses import asdict, fields
 from datetime import datetime
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, func, insert, select
 
 from sijo.store.tables import usage
 from sijo.usage import UsageRecord
@@ -52,6 +52,12 @@ class UsageLedger:
     def record(self, entry: UsageRecord) -> None:
         with self.engine.begin() as connection:
             connection.execute(insert(usage).values(**asdict(entry)))
+
+    def last_used(self) -> dict[str, datetime]:
+        """When each API key last made a request that was recorded."""
+        query = select(usage.c.api_key_id, func.max(usage.c.at)).group_by(usage.c.api_key_id)
+        with self.engine.connect() as connection:
+            return {key_id: at for key_id, at in connection.execute(query) if key_id is not None}
 
     def records(self, start: datetime, end: datetime) -> list[UsageRecord]:
         """Requests that ended in [start, end), oldest first."""

@@ -138,3 +138,15 @@ files = Table(
     Index("ix_files_workspace_created", "workspace", "created_at", "id"),
     Index("ix_files_expires_at", "expires_at"),
 )
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("actor", String(200), nullable=False),  # who: "admin key sk-ant-admin01-…abcd", "loopback"
+    Column("action", String(64), nullable=False),  # what: "api_key.create", "console.sign_in", …
+    Column("target", String(200)),  # the id it acted on, if any
+    Column("detail", Text),  # a short description; never a secret
+    Index("ix_audit_log_at", "at"),
+)

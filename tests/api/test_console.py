@@ -1,0 +1,190 @@
+"""The Console in process (fake engine): sessions, CSRF, the security headers, API keys shown once,
+the audit log. The browser tests (tests/browser) drive the same pages through Chromium."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sijo.app import create_app
+from sijo.config import Settings
+from sijo.engines.fake import FakeEngine
+
+ADMIN = "sk-ant-admin01-console-test-admin-key-0123456789"
+API_HEADERS = {"anthropic-version": "2023-06-01"}
+BODY = {"model": "claude-sonnet-4-6", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}
+
+
+async def _client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, engines={"default": FakeEngine()})
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            yield client
+
+
+@pytest.fixture
+async def console(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    async for client in _client(Settings(admin_keys=[ADMIN], data_dir=tmp_path)):
+        yield client
+
+
+@pytest.fixture
+async def open_console(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """A server of its own database, where no key exists yet."""
+    async for client in _client(Settings(data_dir=tmp_path)):
+        yield client
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "the page has no CSRF token"
+    return found.group(1)
+
+
+async def _sign_in(client: httpx.AsyncClient) -> str:
+    response = await client.post("/console/sign-in", data={"admin_key": ADMIN})
+    assert response.status_code == 303
+    return _csrf((await client.get("/console/keys")).text)
+
+
+async def _create_key(client: httpx.AsyncClient, csrf: str, name: str) -> tuple[str, str]:
+    response = await client.post(
+        "/console/keys", data={"csrf_token": csrf, "name": name, "workspace": "team-a"}
+    )
+    assert response.status_code == 201
+    secret = re.search(r'id="new-key-secret">([^<]+)<', response.text)
+    key_id = re.search(r'data-key-id="([^"]+)"', response.text)
+    assert secret and key_id
+    return key_id.group(1), secret.group(1)
+
+
+async def test_pages_need_a_session_and_sign_in_takes_only_an_admin_key(console: httpx.AsyncClient) -> None:
+    for path in ("/console", "/console/keys", "/console/audit"):
+        response = await console.get(path)
+        assert response.status_code == 303 and response.headers["location"] == "/console/sign-in"
+
+    wrong = await console.post("/console/sign-in", data={"admin_key": "sk-ant-admin01-wrong"})
+    assert wrong.status_code == 401 and "admin_key" in wrong.text
+    assert "set-cookie" not in wrong.headers
+    empty = await console.post("/console/sign-in", data={"admin_key": ""})
+    assert empty.status_code == 400
+
+    signed = await console.post("/console/sign-in", data={"admin_key": ADMIN})
+    assert signed.status_code == 303
+    cookie = signed.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "path=/console" in cookie
+    assert (await console.get("/console")).status_code == 200
+
+
+async def test_every_page_carries_the_security_headers(console: httpx.AsyncClient) -> None:
+    await _sign_in(console)
+    for path in ("/console", "/console/keys", "/console/audit", "/console/sign-in"):
+        headers = (await console.get(path)).headers
+        policy = headers["content-security-policy"]
+        assert "default-src 'none'" in policy and "script-src 'self'" in policy
+        assert "frame-ancestors 'none'" in policy and "form-action 'self'" in policy
+        assert headers["cache-control"] == "no-store"
+        assert headers["x-frame-options"] == "DENY"
+
+
+async def test_a_key_is_shown_once_works_and_stops_working_when_deactivated(
+    console: httpx.AsyncClient,
+) -> None:
+    csrf = await _sign_in(console)
+    key_id, secret = await _create_key(console, csrf, "ci")
+    assert secret.startswith("sk-sijo-api01-")
+
+    listing = (await console.get("/console/keys")).text
+    assert secret not in listing and key_id in listing and "team-a" in listing
+
+    served = await console.post("/v1/messages", json=BODY, headers={**API_HEADERS, "x-api-key": secret})
+    assert served.status_code == 200
+
+    changed = await console.post(f"/console/keys/{key_id}", data={"csrf_token": csrf, "action": "deactivate"})
+    assert changed.status_code == 303
+    refused = await console.post("/v1/messages", json=BODY, headers={**API_HEADERS, "x-api-key": secret})
+    assert refused.status_code == 401 and refused.json()["error"]["type"] == "authentication_error"
+
+    renamed = await console.post(
+        f"/console/keys/{key_id}", data={"csrf_token": csrf, "action": "rename", "name": "renamed"}
+    )
+    assert renamed.status_code == 303
+    assert 'value="renamed"' in (await console.get("/console/keys")).text
+
+
+async def test_a_form_without_its_csrf_token_changes_nothing(console: httpx.AsyncClient) -> None:
+    csrf = await _sign_in(console)
+    for token in ("", "forged", csrf[:-1]):
+        refused = await console.post("/console/keys", data={"csrf_token": token, "name": "sneaky"})
+        assert refused.status_code == 403
+    assert "sneaky" not in (await console.get("/console/keys")).text
+
+    key_id, secret = await _create_key(console, csrf, "kept")
+    refused = await console.post(f"/console/keys/{key_id}", data={"action": "deactivate"})
+    assert refused.status_code == 403
+    served = await console.post("/v1/messages", json=BODY, headers={**API_HEADERS, "x-api-key": secret})
+    assert served.status_code == 200
+
+
+async def test_admin_actions_are_audited_without_secrets(console: httpx.AsyncClient) -> None:
+    csrf = await _sign_in(console)
+    key_id, secret = await _create_key(console, csrf, "audited")
+    await console.post(f"/console/keys/{key_id}", data={"csrf_token": csrf, "action": "deactivate"})
+
+    page = (await console.get("/console/audit")).text
+    actions = re.findall(r'class="action">([^<]+)<', page)
+    assert actions[:3] == ["api_key.deactivate", "api_key.create", "console.sign_in"]
+    assert secret not in page and ADMIN not in page
+
+
+async def test_sign_out_ends_the_session(console: httpx.AsyncClient) -> None:
+    csrf = await _sign_in(console)
+    signed_out = await console.post("/console/sign-out", data={"csrf_token": csrf})
+    assert signed_out.status_code == 303
+    assert (await console.get("/console")).status_code == 303
+
+
+async def test_without_any_key_the_console_is_open_to_loopback(open_console: httpx.AsyncClient) -> None:
+    response = await open_console.get("/console/keys")
+    assert response.status_code == 200
+    assert "httponly" in response.headers["set-cookie"].lower()
+    csrf = _csrf(response.text)
+    await _create_key(open_console, csrf, "first")
+    # Now a key exists: a new visitor must sign in (there is no admin key yet, so nobody can).
+    open_console.cookies.clear()
+    assert (await open_console.get("/console")).status_code == 303
+
+
+async def test_a_form_that_is_not_a_form_is_refused_cleanly(console: httpx.AsyncClient) -> None:
+    response = await console.post("/console/sign-in", json={"admin_key": ADMIN})
+    assert response.status_code == 400
+    assert "content-type" in response.json()["error"]["message"]
+
+
+async def test_the_usage_page_counts_and_prices_what_a_key_did(console: httpx.AsyncClient) -> None:
+    csrf = await _sign_in(console)
+    _, secret = await _create_key(console, csrf, "counted")
+    replies = []
+    for _ in range(3):
+        response = await console.post("/v1/messages", json=BODY, headers={**API_HEADERS, "x-api-key": secret})
+        replies.append(response.json()["usage"])
+    spent = sum(usage["input_tokens"] + usage["output_tokens"] for usage in replies)
+
+    page = await console.get("/console/usage", params={"range": "24h", "group": "key"})
+    assert page.status_code == 200
+    row = re.search(r'<td class="group">counted \(([^)]+)\)</td><td>(\d+)</td>', page.text)
+    assert row and row.group(2) == "3"
+    charted = sum(
+        int(n) for n in re.findall(r'<g class="bar" data-start="[^"]+" data-tokens="(\d+)"', page.text)
+    )
+    assert charted == spent
+    claude = re.search(r'id="claude-cost">.*?<strong>([^<]+)</strong>', page.text, re.S)
+    assert claude and claude.group(1) not in ("$0.00", "$0.0000")
+
+    refused = await console.get("/console/usage", params={"range": "1y"})
+    assert refused.status_code == 400 and "range" in refused.text
