@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, inspect
 
+from sijo.store.audit import AuditLog
 from sijo.store.batches import BatchStore, Owner
 from sijo.store.db import connect, downgrade, migrate
 from sijo.store.keys import KeyLimits, KeyStore
@@ -18,7 +19,16 @@ from sijo.store.ledger import UsageLedger
 from sijo.usage import UsageRecord
 from tests.databases import KINDS, empty_database
 
-TABLES = {"alembic_version", "api_keys", "files", "message_batch_requests", "message_batches", "usage", "workspaces"}
+TABLES = {
+    "alembic_version",
+    "api_keys",
+    "audit_log",
+    "files",
+    "message_batch_requests",
+    "message_batches",
+    "usage",
+    "workspaces",
+}
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 OWNER = Owner("wrkspc_a", "wrkspc_a", "apikey_a")
 LEASE = timedelta(seconds=15)
@@ -95,7 +105,9 @@ def test_each_request_is_answered_once_even_across_a_crash(database: Engine) -> 
     assert store.recover(NOW + LEASE + timedelta(seconds=1)) == 1
     again = store.claim("w2", NOW, LEASE)
     assert again is not None and again.custom_id == "r1"
-    assert not store.complete(second, "w1", "succeeded", '{"type":"succeeded"}', NOW)  # the dead worker's write
+    assert not store.complete(
+        second, "w1", "succeeded", '{"type":"succeeded"}', NOW
+    )  # the dead worker's write
     assert store.complete(again, "w2", "errored", '{"type":"errored"}', NOW)
     last = store.claim("w2", NOW, LEASE)
     assert last is not None and store.claim("w2", NOW, LEASE) is None
@@ -163,3 +175,25 @@ def test_batches_belong_to_their_workspace(database: Engine) -> None:
     assert not store.delete(batch_id, "other")
     assert [custom_id for custom_id, _ in store.results(batch_id)] == ["r0"]  # nothing of it deleted
     assert store.delete(batch_id, OWNER.workspace) and store.get(batch_id, OWNER.workspace) is None
+
+
+def test_the_audit_log_keeps_actions_newest_first(database: Engine) -> None:
+    log = AuditLog(database)
+    log.record("admin key ...abcd", "console.sign_in")
+    log.record("admin key ...abcd", "api_key.create", "apikey_1", "name 'ci'")
+    entries = log.latest()
+    assert [e.action for e in entries] == ["api_key.create", "console.sign_in"]
+    assert entries[0].target == "apikey_1" and entries[0].at.tzinfo is not None
+
+
+def test_workspaces_count_their_keys_and_last_use_comes_from_the_ledger(database: Engine) -> None:
+    store = KeyStore(database)
+    key, _ = store.create("one", workspace="team-a")
+    store.create("two", workspace="team-a")
+    store.create("ops", kind="admin", workspace="team-b")
+    assert [(w.name, w.keys) for w in store.workspaces()] == [("team-a", 2), ("team-b", 0)]
+    ledger = UsageLedger(database)
+    for minutes in (5, 1):
+        at = NOW - timedelta(minutes=minutes)
+        ledger.record(UsageRecord(at, key.id, key.workspace_id, "claude-sonnet-4-6", "standard", 1, 1))
+    assert ledger.last_used() == {key.id: NOW - timedelta(minutes=1)}
