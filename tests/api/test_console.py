@@ -3,6 +3,8 @@ the audit log. The browser tests (tests/browser) drive the same pages through Ch
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,7 +13,7 @@ import httpx
 import pytest
 
 from sijo.app import create_app
-from sijo.config import Settings
+from sijo.config import BatchConfig, Settings
 from sijo.engines.fake import FakeEngine
 
 ADMIN = "sk-ant-admin01-console-test-admin-key-0123456789"
@@ -19,8 +21,8 @@ API_HEADERS = {"anthropic-version": "2023-06-01"}
 BODY = {"model": "claude-sonnet-4-6", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}
 
 
-async def _client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, engines={"default": FakeEngine()})
+async def _client(settings: Settings, engine: FakeEngine | None = None) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, engines={"default": engine or FakeEngine()})
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
@@ -30,6 +32,19 @@ async def _client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def console(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     async for client in _client(Settings(admin_keys=[ADMIN], data_dir=tmp_path)):
+        yield client
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    return FakeEngine(delay=0.01)
+
+
+@pytest.fixture
+async def busy_console(tmp_path: Path, engine: FakeEngine) -> AsyncIterator[httpx.AsyncClient]:
+    """A console whose engine takes 10 ms a token, and runs one batch request at a time."""
+    settings = Settings(admin_keys=[ADMIN], data_dir=tmp_path, batches=BatchConfig(concurrency=1))
+    async for client in _client(settings, engine):
         yield client
 
 
@@ -188,3 +203,90 @@ async def test_the_usage_page_counts_and_prices_what_a_key_did(console: httpx.As
 
     refused = await console.get("/console/usage", params={"range": "1y"})
     assert refused.status_code == 400 and "range" in refused.text
+
+
+async def _batch(client: httpx.AsyncClient, secret: str, count: int, max_tokens: int = 4) -> str:
+    requests = [{"custom_id": f"r{i}", "params": {**BODY, "max_tokens": max_tokens}} for i in range(count)]
+    headers = {**API_HEADERS, "x-api-key": secret}
+    created = await client.post("/v1/messages/batches", json={"requests": requests}, headers=headers)
+    assert created.status_code == 200
+    return str(created.json()["id"])
+
+
+async def _console_status(client: httpx.AsyncClient, batch_id: str, wanted: str) -> str:
+    for _ in range(500):
+        html = (await client.get(f"/console/batches/{batch_id}")).text
+        if f'data-status="{wanted}"' in html:
+            return html
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"batch {batch_id} never showed {wanted}")
+
+
+async def test_batches_show_their_progress_and_results(busy_console: httpx.AsyncClient) -> None:
+    csrf = await _sign_in(busy_console)
+    _, secret = await _create_key(busy_console, csrf, "batcher")
+    batch_id = await _batch(busy_console, secret, 3)
+
+    listing = (await busy_console.get("/console/batches")).text
+    assert f'data-batch-id="{batch_id}"' in listing
+    detail = await _console_status(busy_console, batch_id, "ended")
+    assert '<td data-state="succeeded">3</td>' in detail and 'http-equiv="refresh"' not in detail
+
+    results = await busy_console.get(f"/console/batches/{batch_id}/results")
+    assert results.status_code == 200 and "attachment" in results.headers["content-disposition"]
+    lines = [json.loads(line) for line in results.text.splitlines()]
+    assert sorted(line["custom_id"] for line in lines) == ["r0", "r1", "r2"]
+    assert {line["result"]["type"] for line in lines} == {"succeeded"}
+
+
+async def test_a_batch_is_canceled_from_the_console(
+    busy_console: httpx.AsyncClient, engine: FakeEngine
+) -> None:
+    csrf = await _sign_in(busy_console)
+    _, secret = await _create_key(busy_console, csrf, "batcher")
+    engine.enqueue(["x"] * 300)  # the first request runs ~3 s; the others wait behind it
+    batch_id = await _batch(busy_console, secret, 4, max_tokens=300)
+    running = await _console_status(busy_console, batch_id, "in_progress")
+    assert 'http-equiv="refresh"' in running  # the page follows the batch by itself
+
+    forged = await busy_console.post(f"/console/batches/{batch_id}/cancel", data={"csrf_token": "x"})
+    assert forged.status_code == 403
+    canceled = await busy_console.post(f"/console/batches/{batch_id}/cancel", data={"csrf_token": csrf})
+    assert canceled.status_code == 303
+    detail = await _console_status(busy_console, batch_id, "ended")
+    assert '<td data-state="canceled">3</td>' in detail
+    assert "batch.cancel" in (await busy_console.get("/console/audit")).text
+
+
+async def test_the_workbench_streams_a_reply_to_its_own_page_only(console: httpx.AsyncClient) -> None:
+    csrf = await _sign_in(console)
+    page = await console.get("/console/workbench")
+    assert page.status_code == 200 and 'name="csrf-token"' in page.text and "claude-sonnet-4-6" in page.text
+
+    body = {**BODY, "stream": False}
+    refused = await console.post("/console/workbench/messages", json=body)
+    assert refused.status_code == 403
+    forged = await console.post("/console/workbench/messages", json=body, headers={"x-csrf-token": "nope"})
+    assert forged.status_code == 403
+
+    headers = {"x-csrf-token": csrf}
+    async with console.stream("POST", "/console/workbench/messages", json=body, headers=headers) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        text = (await response.aread()).decode()
+    names = re.findall(r"^event: (\w+)$", text, re.M)
+    assert names[0] == "message_start" and names[-1] == "message_stop" and "content_block_delta" in names
+
+    bad = await console.post(
+        "/console/workbench/messages", json={"model": "claude-sonnet-4-6"}, headers=headers
+    )
+    assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
+    assert "messages" in bad.json()["error"]["message"]
+    assert "workbench.run" in (await console.get("/console/audit")).text
+
+
+async def test_the_overview_shows_the_engines_and_models(console: httpx.AsyncClient) -> None:
+    await _sign_in(console)
+    page = await console.get("/console")
+    assert page.status_code == 200
+    assert 'data-engine="default"' in page.text and "<code>claude-sonnet-4-6</code>" in page.text

@@ -55,6 +55,7 @@ def test_a_key_made_in_the_console_is_shown_once_and_obeys_it(page: Page, server
     page.goto(f"{server.base_url}/console")
     screenshot(page, "console-sign-in")
     sign_in(page, server)
+    expect(page.locator("#engines tr.engine[data-engine=default]")).to_be_visible()
     screenshot(page, "console-overview")
 
     cookie = next(c for c in page.context.cookies() if c["name"] == "sijo_console")

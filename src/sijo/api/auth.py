@@ -100,6 +100,10 @@ class Authenticator:
             raise PermissionDeniedError("the Admin API requires an admin key, not an API key")
         raise AuthenticationError("invalid x-api-key")
 
+    def console(self) -> Caller:
+        """Who the Console's Workbench calls as: the default workspace, no key, default limits."""
+        return Caller(DEFAULT_WORKSPACE, Account(), "console", self._limits(KeyLimits()))
+
     async def keys_exist(self) -> bool:
         """Whether any key exists, API or admin: until one does, the server trusts loopback."""
         if self._admin or await self._required():

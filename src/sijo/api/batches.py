@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -182,23 +183,18 @@ async def batch_results(batch_id: str, caller: Authenticated, store: BatchesDep)
             f"message_batch_id: batch {batch_id} has not ended; its results are ready when "
             "processing_status is ended"
         )
-    return StreamingResponse(_lines(store, batch_id), media_type="application/x-jsonl")
+    return StreamingResponse(result_stream(store, batch_id), media_type="application/x-jsonl")
 
 
-async def _lines(store: BatchStore, batch_id: str) -> AsyncIterator[bytes]:
+async def result_stream(store: BatchStore, batch_id: str) -> AsyncIterator[bytes]:
     """The results file, read from the database a chunk at a time as the client takes it."""
-    rows: Iterator[tuple[str, str]] = store.results(batch_id)
+    lines = store.result_lines(batch_id)
     while True:
-        chunk = await asyncio.to_thread(_take, rows, 200)
+        chunk = await asyncio.to_thread(_take, lines, 200)
         if not chunk:
             return
         yield b"".join(chunk)
 
 
-def _take(rows: Iterator[tuple[str, str]], count: int) -> list[bytes]:
-    lines = []
-    for custom_id, result in rows:
-        lines.append(f'{{"custom_id":{json.dumps(custom_id)},"result":{result}}}\n'.encode())
-        if len(lines) == count:
-            break
-    return lines
+def _take(lines: Iterator[bytes], count: int) -> list[bytes]:
+    return list(itertools.islice(lines, count))

@@ -1,27 +1,33 @@
 """The Console's pages: sign-in and sign-out, the overview (engines, slots, queue, cached
-prefixes), API keys (list, create with the secret shown once, rename, deactivate) and workspaces.
+prefixes, upstream health), API keys (list, create with the secret shown once, rename,
+deactivate) and workspaces, usage and cost, batches (progress, cancel, results), the audit log.
 
-Every page needs a session (sessions.py); every POST but sign-in carries the session's CSRF
-token, and every change is written to the audit log before the page answers.
+Every page needs a session (access.py); every POST but sign-in carries the session's CSRF token,
+and every change is written to the audit log before the page answers.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from sijo.api.auth import Authenticator
-from sijo.api.hosts import is_loopback_name, normal_name
+from sijo.api.batches import result_stream
+from sijo.catalog import available
 from sijo.config import ModelPrice
-from sijo.console import usage
+from sijo.console import usage, workbench
+from sijo.console.access import BadToken, PostedDep, SessionDep, SignInRequired
 from sijo.console.pages import form, page, redirect, secured
 from sijo.console.sessions import COOKIE, Session, Sessions
 from sijo.errors import AuthenticationError, PermissionDeniedError
+from sijo.prompt_cache import MemoryEntries
+from sijo.service import MessagesService
 from sijo.store.audit import AuditLog
+from sijo.store.batches import Batch, BatchStore
 from sijo.store.keys import ApiKey, KeyStatus, KeyStore
 from sijo.store.ledger import UsageLedger
 
@@ -29,49 +35,6 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 STATIC = StaticFiles(packages=[("sijo.console", "static")])
 
 KEY_STATUSES = ("active", "inactive")
-
-
-class SignInRequired(Exception):
-    """No session: the page answers with a redirect to the sign-in form."""
-
-
-class BadToken(Exception):
-    """A form without its session's CSRF token: refused."""
-
-
-async def _open_to(request: Request) -> bool:
-    """Without any key the Console is open, as the API is, to loopback callers only."""
-    authenticator: Authenticator = request.app.state.authenticator
-    client = request.client
-    if client is None or not is_loopback_name(normal_name(client.host)):
-        return False
-    return not await authenticator.keys_exist()
-
-
-async def signed_in(request: Request) -> Session:
-    sessions: Sessions = request.app.state.console_sessions
-    session = sessions.find(request.cookies.get(COOKIE, ""))
-    if session is None and await _open_to(request):
-        session = sessions.start("loopback (no keys exist)")
-        request.state.console_started = session
-    if session is None:
-        raise SignInRequired
-    request.state.console_session = session
-    return session
-
-
-SessionDep = Annotated[Session, Depends(signed_in)]
-
-
-async def posted(request: Request, session: SessionDep) -> tuple[Session, dict[str, str]]:
-    """The form of a state-changing POST, once its CSRF token is checked."""
-    fields = await form(request)
-    if not session.accepts(fields.get("csrf_token", "")):
-        raise BadToken
-    return session, fields
-
-
-PostedDep = Annotated[tuple[Session, dict[str, str]], Depends(posted)]
 
 
 def _stores(request: Request) -> tuple[KeyStore, UsageLedger, AuditLog]:
@@ -126,9 +89,12 @@ async def sign_out(request: Request, posted_form: PostedDep) -> Response:
 
 @router.get("")
 async def overview(request: Request, _: SessionDep) -> HTMLResponse:
-    service = request.app.state.service
-    engines: dict[str, dict[str, Any]] = service.catalog.stats()
-    return page(request, "overview.html", engines=engines)
+    service: MessagesService = request.app.state.service
+    engines: dict[str, dict[str, int | float]] = service.catalog.stats()
+    models = [available(served).info().id for served in service.catalog.list()]
+    entries = service.cache.entries
+    held = len(entries) if isinstance(entries, MemoryEntries) else None
+    return page(request, "overview.html", engines=engines, models=models, cache_entries=held)
 
 
 # API keys and workspaces
@@ -249,6 +215,90 @@ async def usage_page(request: Request, _: SessionDep) -> HTMLResponse:
     )
 
 
+# Batches
+
+
+STATES = ("processing", "succeeded", "errored", "canceled", "expired")
+
+
+def _progress(batch: Batch) -> dict[str, Any]:
+    """Counts by state (pending and running are `processing`) and the bar's segments, in percent."""
+    counts = {state: batch.counts.get(state, 0) for state in STATES[1:]}
+    counts = {"processing": batch.counts.get("pending", 0) + batch.counts.get("running", 0), **counts}
+    total = max(batch.request_count, 1)
+    segments, x = [], 0.0
+    for state in STATES:
+        width = 100 * counts[state] / total
+        if width:
+            segments.append({"state": state, "x": round(x, 3), "width": round(width, 3)})
+        x += width
+    status = "ended" if batch.ended_at else "canceling" if batch.cancel_initiated_at else "in_progress"
+    return {"counts": counts, "segments": segments, "status": status}
+
+
+async def _workspace_names(request: Request) -> dict[str, str]:
+    spaces = await asyncio.to_thread(request.app.state.keys.workspaces)
+    return {space.id: space.name for space in spaces}
+
+
+@router.get("/batches")
+async def batches_page(request: Request, _: SessionDep) -> HTMLResponse:
+    store: BatchStore = request.app.state.batches
+    listed, names = await asyncio.gather(asyncio.to_thread(store.recent, 100), _workspace_names(request))
+    rows = [(batch, _progress(batch)) for batch in listed]
+    return page(request, "batches.html", rows=rows, workspace_names=names, states=STATES)
+
+
+async def _batch_or_404(request: Request, batch_id: str) -> Batch | HTMLResponse:
+    store: BatchStore = request.app.state.batches
+    batch = await asyncio.to_thread(store.find, batch_id)
+    if batch is None:
+        return page(
+            request, "error.html", status_code=404, message=f"message_batch_id: no batch {batch_id!r}"
+        )
+    return batch
+
+
+@router.get("/batches/{batch_id}")
+async def batch_page(batch_id: str, request: Request, _: SessionDep) -> HTMLResponse:
+    batch = await _batch_or_404(request, batch_id)
+    if not isinstance(batch, Batch):
+        return batch
+    names = await _workspace_names(request)
+    return page(
+        request, "batch.html", batch=batch, progress=_progress(batch), workspace_names=names, states=STATES
+    )
+
+
+@router.post("/batches/{batch_id}/cancel")
+async def cancel_batch(batch_id: str, request: Request, posted_form: PostedDep) -> Response:
+    session, _ = posted_form
+    batch = await _batch_or_404(request, batch_id)
+    if not isinstance(batch, Batch):
+        return batch
+    store: BatchStore = request.app.state.batches
+    await asyncio.to_thread(store.cancel, batch_id, batch.workspace, request.app.state.clock())
+    await _audit(request, session, "batch.cancel", batch_id, f"{batch.request_count} requests")
+    return redirect(request, f"/console/batches/{batch_id}")
+
+
+@router.get("/batches/{batch_id}/results")
+async def batch_results(batch_id: str, request: Request, session: SessionDep) -> Response:
+    batch = await _batch_or_404(request, batch_id)
+    if not isinstance(batch, Batch):
+        return batch
+    if batch.ended_at is None:
+        message = f"message_batch_id: batch {batch_id} has not ended; its results are ready when it has"
+        return page(request, "error.html", status_code=409, message=message)
+    await _audit(request, session, "batch.download_results", batch_id, "")
+    response = StreamingResponse(
+        result_stream(request.app.state.batches, batch_id),
+        media_type="application/x-jsonl",
+        headers={"content-disposition": f'attachment; filename="{batch_id}_results.jsonl"'},
+    )
+    return secured(request, response)
+
+
 @router.get("/audit")
 async def audit_page(request: Request, _: SessionDep) -> HTMLResponse:
     entries = await asyncio.to_thread(request.app.state.audit.latest, 200)
@@ -259,6 +309,7 @@ def install(app: Any) -> None:
     """The Console's routes, its static files, and what its two refusals answer."""
     app.state.console_sessions = Sessions()
     app.include_router(router)
+    app.include_router(workbench.router)
     app.mount("/console/static", STATIC, name="console-static")
 
     async def to_sign_in(request: Request, _: Exception) -> Response:

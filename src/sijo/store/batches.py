@@ -7,6 +7,7 @@ by the worker that holds the request, and only once, so no `custom_id` is ever a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -119,6 +120,24 @@ class BatchStore:
             counts = _counts(connection, batch_ids)
         return [_batch(rows[i], counts[i]) for i in batch_ids if i in rows]
 
+    def recent(self, limit: int) -> list[Batch]:
+        """The newest batches of every workspace (the Console's list)."""
+        with self.engine.connect() as connection:
+            ids = list(
+                connection.execute(
+                    select(batches.c.id)
+                    .order_by(batches.c.created_at.desc(), batches.c.id.desc())
+                    .limit(limit)
+                ).scalars()
+            )
+        return self.many(ids)
+
+    def find(self, batch_id: str) -> Batch | None:
+        """A batch of any workspace (the Console's detail page)."""
+        with self.engine.connect() as connection:
+            row = connection.execute(select(batches).where(batches.c.id == batch_id)).first()
+            return None if row is None else _batch(row, _counts(connection, [batch_id])[batch_id])
+
     def cancel(self, batch_id: str, workspace: str, now: datetime) -> Batch | None:
         """Unstarted requests become canceled; running ones finish; the batch ends when they have."""
         with self.engine.begin() as connection:
@@ -147,6 +166,11 @@ class BatchStore:
             connection.execute(delete(batch_requests).where(batch_requests.c.batch_id == batch_id))
             connection.execute(delete(batches).where(batches.c.id == batch_id))
             return True
+
+    def result_lines(self, batch_id: str) -> Iterator[bytes]:
+        """The results file's lines (`{"custom_id": ..., "result": ...}`), in request order."""
+        for custom_id, result in self.results(batch_id):
+            yield f'{{"custom_id":{json.dumps(custom_id)},"result":{result}}}\n'.encode()
 
     def results(self, batch_id: str, chunk: int = 500) -> Iterator[tuple[str, str]]:
         """(custom_id, result JSON) of every request, in request order, read a chunk at a time."""

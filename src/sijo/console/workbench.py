@@ -1,0 +1,60 @@
+"""The Workbench: a page to try a request (model, system prompt, messages, max_tokens,
+temperature, tools, thinking, structured output) and watch its reply stream in, block by block,
+as the SSE events arrive; "view as code" shows the same request for the Python SDK, the
+TypeScript SDK and cURL (static/workbench.js builds the request and draws the events).
+
+The page's script posts to `POST /console/workbench/messages`: the Messages API's own pipeline
+(the same parsing, errors, stream and usage record as `POST /v1/messages`), called as the Console
+(the default workspace, no key) by a signed-in session whose CSRF header is checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, StreamingResponse
+
+from sijo.api import sse
+from sijo.api.auth import Authenticator
+from sijo.api.body import parse_body
+from sijo.api.delivery import started_stream
+from sijo.api.errors import request_id
+from sijo.catalog import available
+from sijo.console.access import ScriptDep, SessionDep
+from sijo.console.pages import page, secured
+from sijo.protocol.params import MessageCreateParams
+from sijo.ratelimit import RateLimiter
+from sijo.service import MessagesService
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+
+@router.get("/workbench")
+async def workbench_page(request: Request, _: SessionDep) -> HTMLResponse:
+    service: MessagesService = request.app.state.service
+    models = [available(served).info().id for served in service.catalog.list()]
+    base_url = (request.app.state.settings.public_url or str(request.base_url)).rstrip("/")
+    return page(request, "workbench.html", models=models, base_url=base_url)
+
+
+@router.post("/workbench/messages")
+async def workbench_messages(request: Request, session: ScriptDep) -> StreamingResponse:
+    service: MessagesService = request.app.state.service
+    limiter: RateLimiter = request.app.state.limiter
+    authenticator: Authenticator = request.app.state.authenticator
+    caller = authenticator.console()
+    params = await parse_body(request, MessageCreateParams, request.app.state.settings.max_request_bytes)
+    params = params.model_copy(update={"stream": True})
+    prepared = await service.prepare(params, caller.workspace, account=caller.account)
+    detail = f"max_tokens {params.max_tokens}, {prepared.input_tokens} input tokens"
+    await asyncio.to_thread(
+        request.app.state.audit.record, session.actor, "workbench.run", params.model, detail
+    )
+    await limiter.admit(caller.rate_key, caller.limits, prepared.input_tokens)
+    events = await started_stream(service, prepared, limiter, caller)
+    response = StreamingResponse(
+        sse.frames(sse.batches(events, request.app.state.settings.ping_interval), request_id(request)),
+        media_type="text/event-stream; charset=utf-8",
+    )
+    return secured(request, response)
