@@ -26,6 +26,7 @@ async def _client(settings: Settings, engine: FakeEngine | None = None) -> Async
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            client.app = app  # type: ignore[attr-defined]  # the stores, for what the Console cannot do
             yield client
 
 
@@ -67,13 +68,19 @@ async def _sign_in(client: httpx.AsyncClient) -> str:
     return _csrf((await client.get("/console/keys")).text)
 
 
-async def _create_key(client: httpx.AsyncClient, csrf: str, name: str) -> tuple[str, str]:
+async def _create_key(
+    client: httpx.AsyncClient, csrf: str, name: str, workspace: str = "team-a"
+) -> tuple[str, str]:
     response = await client.post(
-        "/console/keys", data={"csrf_token": csrf, "name": name, "workspace": "team-a"}
+        "/console/keys", data={"csrf_token": csrf, "name": name, "workspace": workspace}
     )
-    assert response.status_code == 201
-    secret = re.search(r'id="new-key-secret">([^<]+)<', response.text)
-    key_id = re.search(r'data-key-id="([^"]+)"', response.text)
+    if response.status_code == 201:  # the first key, made in the open Console: shown on the spot
+        shown = response.text
+    else:
+        assert response.status_code == 303  # post/redirect/get: a reload cannot make a second key
+        shown = (await client.get(response.headers["location"])).text
+    secret = re.search(r'id="new-key-secret">([^<]+)<', shown)
+    key_id = re.search(r'data-key-id="([^"]+)"', shown)
     assert secret and key_id
     return key_id.group(1), secret.group(1)
 
@@ -115,7 +122,7 @@ async def test_a_key_is_shown_once_works_and_stops_working_when_deactivated(
     assert secret.startswith("sk-sijo-api01-")
 
     listing = (await console.get("/console/keys")).text
-    assert secret not in listing and key_id in listing and "team-a" in listing
+    assert secret not in listing and key_id in listing and "team-a" in listing  # shown once
 
     served = await console.post("/v1/messages", json=BODY, headers={**API_HEADERS, "x-api-key": secret})
     assert served.status_code == 200
@@ -177,8 +184,18 @@ async def test_without_any_key_the_console_is_open_to_loopback(open_console: htt
 
 async def test_a_form_that_is_not_a_form_is_refused_cleanly(console: httpx.AsyncClient) -> None:
     response = await console.post("/console/sign-in", json={"admin_key": ADMIN})
-    assert response.status_code == 400
-    assert "content-type" in response.json()["error"]["message"]
+    assert response.status_code == 400 and "content-type" in response.text
+    huge = await console.post("/console/sign-in", data={"admin_key": "x" * 70_000})
+    assert huge.status_code == 413
+    csrf = await _sign_in(console)
+    for name in ("a\x00b", "line\x1bescape"):
+        refused = await console.post("/console/keys", data={"csrf_token": csrf, "name": name})
+        assert refused.status_code == 400 and "control characters" in refused.text
+    for path in ("/console/keys/%00", "/console/keys/apikey_nope"):
+        missing = await console.post(path, data={"csrf_token": csrf, "action": "deactivate"})
+        assert missing.status_code == 404
+    assert (await console.get("/console/batches/%00")).status_code == 404
+    assert (await console.get("/console/usage", params={"group": "nope"})).status_code == 400
 
 
 async def test_the_usage_page_counts_and_prices_what_a_key_did(console: httpx.AsyncClient) -> None:
@@ -290,3 +307,58 @@ async def test_the_overview_shows_the_engines_and_models(console: httpx.AsyncCli
     page = await console.get("/console")
     assert page.status_code == 200
     assert 'data-engine="default"' in page.text and "<code>claude-sonnet-4-6</code>" in page.text
+
+
+async def test_sessions_end_with_what_granted_them(open_console: httpx.AsyncClient) -> None:
+    csrf = _csrf((await open_console.get("/console/keys")).text)  # open: no key exists
+    await _create_key(open_console, csrf, "first")
+    assert (await open_console.get("/console")).status_code == 303  # that session was for no keys
+
+    keys = open_console.app.state.keys  # type: ignore[attr-defined]
+    admin, secret = keys.create("ops", kind="admin")
+    signed = await open_console.post("/console/sign-in", data={"admin_key": secret})
+    assert signed.status_code == 303 and (await open_console.get("/console")).status_code == 200
+    audit = (await open_console.get("/console/audit")).text
+    assert f"admin key ops ({admin.id})" in audit and secret not in audit
+    keys.update(admin.id, status="inactive")
+    assert (await open_console.get("/console")).status_code == 303
+
+
+async def test_failed_sign_ins_are_audited_and_slowed(console: httpx.AsyncClient) -> None:
+    for _ in range(5):
+        assert (await console.post("/console/sign-in", data={"admin_key": "guess"})).status_code == 401
+    blocked = await console.post("/console/sign-in", data={"admin_key": ADMIN})
+    assert blocked.status_code == 429
+    console.app.state.console_attempts = type(console.app.state.console_attempts)()  # type: ignore[attr-defined]
+    await _sign_in(console)
+    audit = (await console.get("/console/audit")).text
+    assert audit.count("console.sign_in_failed") == 5 and ADMIN[-8:] not in audit
+
+
+async def test_another_origin_cannot_read_the_console(open_console: httpx.AsyncClient) -> None:
+    headers = {"origin": "http://evil.example", "anthropic-dangerous-direct-browser-access": "true"}
+    for path in ("/console", "/console/usage", "/console/audit"):
+        response = await open_console.get(path, headers=headers)
+        assert response.status_code == 403 and "access-control-allow-origin" not in response.headers
+    forwarded = await open_console.get("/console", headers={"x-forwarded-for": "203.0.113.9"})
+    assert forwarded.status_code == 303  # a proxy in front: the caller is not on loopback
+
+
+async def test_keys_keep_their_workspace_and_archived_ones_stay_archived(console: httpx.AsyncClient) -> None:
+    csrf = await _sign_in(console)
+    key_id, _ = await _create_key(console, csrf, "plain", workspace="Default")
+    keys = console.app.state.keys  # type: ignore[attr-defined]
+    assert keys.get(key_id).workspace_id is None and keys.workspaces() == []
+    keys.update(key_id, status="archived")
+    page = (await console.get("/console/keys")).text
+    assert "Activate" not in page
+    refused = await console.post(f"/console/keys/{key_id}", data={"csrf_token": csrf, "action": "activate"})
+    assert refused.status_code == 409 and keys.get(key_id).status == "archived"
+
+
+async def test_the_workbench_answers_a_script_in_the_api_shape(console: httpx.AsyncClient) -> None:
+    unsigned = await console.post("/console/workbench/messages", json=BODY, headers={"x-csrf-token": "x"})
+    assert unsigned.status_code == 401 and unsigned.json()["error"]["type"] == "authentication_error"
+    await _sign_in(console)
+    forged = await console.post("/console/workbench/messages", json=BODY, headers={"x-csrf-token": "x"})
+    assert forged.status_code == 403 and forged.json()["error"]["type"] == "permission_error"

@@ -110,12 +110,14 @@ class Authenticator:
             return True
         return await asyncio.to_thread(self.store.any, "admin")
 
-    async def admin_hint(self, presented: str) -> str:
-        """How the audit log names the admin key `presented` (never the key itself); the Admin API's
-        refusal when it is none."""
+    async def admin_identity(self, presented: str) -> tuple[str, str | None]:
+        """How the audit log names the admin key `presented` (never by any part of the key itself),
+        and its id if it is a stored one; the Admin API's refusal when it is no admin key."""
         await self.admin([presented] if presented else [])
         stored = await asyncio.to_thread(self.store.verify, presented, "admin")
-        return stored.hint if stored is not None else f"...{presented[-4:]} (configured)"
+        if stored is not None:
+            return f"admin key {stored.name} ({stored.id})", stored.id
+        return f"configured admin key {_config_key_id(self._secret, _digest(presented))[:8]}", None
 
     async def _is_api_key(self, key: str) -> bool:
         return _match(key, self._api) is not None or (

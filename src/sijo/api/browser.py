@@ -13,6 +13,9 @@ with `dangerouslyAllowBrowser`.
   come, not their values: it is answered 204 with the CORS headers when it announces the opt-in
   header, and refused like the request it announces otherwise.
 
+- A cross-origin request to the Console (`/console`) is refused (403) whatever it opts into: its
+  pages are for its own origin only.
+
 The Host check (api/hosts.py) runs first: a rebinding page's requests carry its own origin and its
 own name as Host, and are refused whatever they opt into.
 """
@@ -28,9 +31,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sijo.api.errors import render
 from sijo.api.hosts import normal_name
-from sijo.errors import AuthenticationError
+from sijo.errors import AuthenticationError, PermissionDeniedError
 
 OPT_IN = "anthropic-dangerous-direct-browser-access"
+CONSOLE = "/console"  # the web Console (console/): never served to another origin
 # Response headers a page may read besides the CORS-safelisted ones (what RequestIdMiddleware and the
 # rate limiter add, and what errors carry); each response's own headers are added to these.
 EXPOSED = (
@@ -90,7 +94,13 @@ class BrowserAccessMiddleware:
             opted_in = OPT_IN in (name.strip() for name in announced)
         else:
             opted_in = headers.get(OPT_IN, "").strip().lower() == "true"
-        if not opted_in:
+        if scope.get("path", "").startswith(CONSOLE):
+            # The Console is for its own pages only: no page elsewhere may read it, opted in or not.
+            refusal = PermissionDeniedError(
+                "the Console answers only its own pages, not cross-origin requests"
+            )
+            await render(Request(scope), refusal)(scope, receive, send)
+        elif not opted_in:
             error = AuthenticationError(f"CORS requests must set '{OPT_IN}' header")
             await render(Request(scope), error)(scope, receive, send)
         elif preflight:

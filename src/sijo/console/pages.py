@@ -16,8 +16,9 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from sijo.api.body import read_body
 from sijo.console.sessions import COOKIE, SESSION_SECONDS, Session
-from sijo.errors import InvalidRequestError, RequestTooLargeError
+from sijo.errors import RequestTooLargeError
 
 MAX_FORM_BYTES = 64 * 1024
 R = TypeVar("R", bound=Response)
@@ -81,20 +82,39 @@ def set_cookie(request: Request, response: Response, session: Session) -> None:
         path="/console",
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=request.url.scheme == "https" or _public_https(request),
     )
 
 
+class ConsoleError(Exception):
+    """A refusal the Console answers with its error page (routes.install renders it)."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+
+
+def _public_https(request: Request) -> bool:
+    public_url: str | None = request.app.state.settings.public_url
+    return public_url is not None and public_url.lower().startswith("https://")
+
+
 async def form(request: Request) -> dict[str, str]:
-    """An `application/x-www-form-urlencoded` body's fields (the first value of each)."""
+    """An `application/x-www-form-urlencoded` body's fields (the first value of each), read up to
+    `MAX_FORM_BYTES`; a field with a control character in it is refused."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/x-www-form-urlencoded":
-        raise InvalidRequestError("content-type: a Console form is application/x-www-form-urlencoded")
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        raise RequestTooLargeError(f"the form is larger than {MAX_FORM_BYTES} bytes")
+        raise ConsoleError(400, "content-type: a Console form is application/x-www-form-urlencoded")
     try:
+        body = await read_body(request, MAX_FORM_BYTES)
         fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100)
+    except RequestTooLargeError as exc:
+        raise ConsoleError(413, f"the form is larger than {MAX_FORM_BYTES} bytes") from exc
     except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidRequestError(f"the form could not be read: {exc}") from exc
-    return {name: values[0] for name, values in fields.items()}
+        raise ConsoleError(400, f"the form could not be read: {exc}") from exc
+    taken = {name: values[0] for name, values in fields.items()}
+    for name, value in taken.items():
+        if any((ord(c) < 32 and c not in "\t\n\r") or ord(c) == 127 for c in value):
+            raise ConsoleError(400, f"{name}: control characters are not allowed")
+    return taken

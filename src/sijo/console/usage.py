@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from sijo.config import ModelPrice
 from sijo.pricing import total_usd
-from sijo.reports import UsageQuery, parse_usage_query
+from sijo.reports import EPOCH, UsageQuery, parse_usage_query
 from sijo.usage import UsageRecord
 
 # range name: (bucket width, how many buckets)
@@ -82,8 +82,13 @@ def query_for(range_name: str, now: datetime) -> UsageQuery:
     """The usage report query whose buckets end with the one holding `now`."""
     width, count = RANGES[range_name]
     size = timedelta(hours=1) if width == "1h" else timedelta(days=1)
-    starting_at = now - size * (count - 1)
-    items = [("starting_at", starting_at.isoformat()), ("bucket_width", width), ("limit", str(count))]
+    current = EPOCH + (now - EPOCH) // size * size  # the bucket holding `now`, even on its first instant
+    items = [
+        ("starting_at", (current - size * (count - 1)).isoformat()),
+        ("ending_at", (current + size).isoformat()),
+        ("bucket_width", width),
+        ("limit", str(count)),
+    ]
     return parse_usage_query(items, now)
 
 

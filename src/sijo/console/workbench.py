@@ -10,8 +10,6 @@ The page's script posts to `POST /console/workbench/messages`: the Messages API'
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 
@@ -22,6 +20,7 @@ from sijo.api.delivery import started_stream
 from sijo.api.errors import request_id
 from sijo.catalog import available
 from sijo.console.access import ScriptDep, SessionDep
+from sijo.console.audit import audited
 from sijo.console.pages import page, secured
 from sijo.protocol.params import MessageCreateParams
 from sijo.ratelimit import RateLimiter
@@ -48,10 +47,8 @@ async def workbench_messages(request: Request, session: ScriptDep) -> StreamingR
     params = params.model_copy(update={"stream": True})
     prepared = await service.prepare(params, caller.workspace, account=caller.account)
     detail = f"max_tokens {params.max_tokens}, {prepared.input_tokens} input tokens"
-    await asyncio.to_thread(
-        request.app.state.audit.record, session.actor, "workbench.run", params.model, detail
-    )
     await limiter.admit(caller.rate_key, caller.limits, prepared.input_tokens)
+    await audited(request, session, "workbench.run", params.model, detail)
     events = await started_stream(service, prepared, limiter, caller)
     response = StreamingResponse(
         sse.frames(sse.batches(events, request.app.state.settings.ping_interval), request_id(request)),

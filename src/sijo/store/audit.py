@@ -31,7 +31,11 @@ class AuditLog:
         with self.engine.begin() as connection:
             connection.execute(
                 insert(audit_log).values(
-                    at=datetime.now(UTC), actor=actor, action=action, target=target, detail=detail
+                    at=datetime.now(UTC),
+                    actor=actor[:200],  # the columns' sizes: a long key name is cut, not refused
+                    action=action[:64],
+                    target=None if target is None else target[:200],
+                    detail=detail,
                 )
             )
 

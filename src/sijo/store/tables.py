@@ -121,6 +121,7 @@ usage = Table(
     Column("cache_read_tokens", BigInteger, nullable=False),
     Column("thinking_tokens", BigInteger, nullable=False),
     Column("web_search_requests", Integer, nullable=False),
+    Index("ix_usage_api_key_at", "api_key_id", "at"),  # the Console's "last used"
 )
 
 files = Table(

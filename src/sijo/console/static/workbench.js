@@ -47,7 +47,11 @@ function requestBody() {
   if (thinking === "enabled") body.thinking = { type: "enabled", budget_tokens: Number($("#budget_tokens").value) };
   const config = {};
   if ($("#effort").value) config.effort = $("#effort").value;
-  if ($("#structured").checked) config.format = { type: "json_schema", schema: parsed("#schema", "schema") };
+  if ($("#structured").checked) {
+    const schema = parsed("#schema", "schema");
+    if (schema === undefined) throw new Error("schema: give the structured output a JSON schema");
+    config.format = { type: "json_schema", schema };
+  }
   if (Object.keys(config).length) body.output_config = config;
   return body;
 }
@@ -98,7 +102,7 @@ function typescriptCode(body) {
 function curlCode(body) {
   const data = JSON.stringify(body, null, 2).replaceAll("'", "'\\''");
   return [
-    `curl ${meta("base-url")}/v1/messages \\`,
+    `curl '${meta("base-url")}/v1/messages' \\`,
     '  -H "x-api-key: $ANTHROPIC_API_KEY" \\',
     '  -H "anthropic-version: 2023-06-01" \\',
     '  -H "content-type: application/json" \\',
@@ -196,6 +200,24 @@ function parseEvent(raw) {
   return data.length ? [name, JSON.parse(data.join("\n"))] : null;
 }
 
+async function readEvents(body) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    // Line ends are CRLF, LF or CR (the SSE spec); a CR at the end may be half of a CRLF to come.
+    buffer = (buffer + (value || "")).replace(/\r\n|\r(?=.)/gs, "\n");
+    if (done) buffer = buffer.replace(/\r$/, "\n") + "\n\n";
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const parsedEvent = parseEvent(buffer.slice(0, end));
+      buffer = buffer.slice(end + 2);
+      if (parsedEvent) handle(...parsedEvent);
+    }
+    if (done) return;
+  }
+}
+
 async function run(event) {
   event.preventDefault();
   let body;
@@ -218,7 +240,8 @@ async function run(event) {
       headers: { "content-type": "application/json", "x-csrf-token": meta("csrf-token") },
       body: JSON.stringify({ ...body, stream: true }),
     });
-    if (!response.ok) {
+    const type = response.headers.get("content-type") || "";
+    if (!response.ok || !type.startsWith("text/event-stream")) {
       const text = await response.text();
       try {
         showError(JSON.parse(text).error);
@@ -227,21 +250,9 @@ async function run(event) {
       }
       return;
     }
-    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += value.replaceAll("\r\n", "\n");
-      let end;
-      while ((end = buffer.indexOf("\n\n")) >= 0) {
-        const parsedEvent = parseEvent(buffer.slice(0, end));
-        buffer = buffer.slice(end + 2);
-        if (parsedEvent) handle(...parsedEvent);
-      }
-    }
+    await readEvents(response.body);
   } catch (error) {
-    showError({ type: "network", message: error.message });
+    showError({ type: error instanceof SyntaxError ? "bad event" : "network", message: error.message });
   } finally {
     $("#run").disabled = false;
     $("#state").textContent = "";

@@ -1,4 +1,4 @@
-"""audit_log: every admin action taken in the Console
+"""audit_log: every admin action taken in the Console; an index for each key's last use
 
 Revision ID: 0003
 Revises: 0002
@@ -30,9 +30,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
         batch_op.create_index("ix_audit_log_at", ["at"], unique=False)
+    with op.batch_alter_table("usage", schema=None) as batch_op:
+        batch_op.create_index("ix_usage_api_key_at", ["api_key_id", "at"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("usage", schema=None) as batch_op:
+        batch_op.drop_index("ix_usage_api_key_at")
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
         batch_op.drop_index("ix_audit_log_at")
     op.drop_table("audit_log")
