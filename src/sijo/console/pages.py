@@ -55,9 +55,13 @@ _templates.filters["when"] = _when
 _templates.filters["dollars"] = _dollars
 
 
+def render(template: str, **context: Any) -> str:
+    return _templates.get_template(template).render(**context)
+
+
 def page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     session: Session | None = getattr(request.state, "console_session", None)
-    html = _templates.get_template(template).render(session=session, **context)
+    html = render(template, session=session, **context)
     response = HTMLResponse(html, status_code=status_code)
     return secured(request, response)
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT (Sijo's own code, like the rest of the package; no third-party script is vendored)
 // The Console's own script (no inline script is allowed by its content security policy).
 // Copy buttons: <button class="copy" data-copy="ELEMENT_ID"> copies that element's text.
 document.addEventListener("click", async (event) => {

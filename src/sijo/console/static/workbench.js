@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT (Sijo's own code, like the rest of the package; no third-party script is vendored)
 // The Workbench (console/workbench.py): builds a Messages request from the form, shows it as
 // Python, TypeScript and cURL, posts it to /console/workbench/messages and draws the reply's SSE
 // events as they arrive, one element per content block. Text goes in with textContent only.
