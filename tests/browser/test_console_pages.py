@@ -83,13 +83,21 @@ def test_a_batch_is_watched_to_its_end(page: Page, server: Server, sdk: anthropi
     assert sorted(line["custom_id"] for line in lines) == ["r0", "r1"]
 
 
-def test_a_workbench_reply_streams_in_as_blocks_and_its_code_runs(page: Page, server: Server) -> None:
+def open_workbench(page: Page, server: Server, prompt: str, max_tokens: int) -> None:
+    """The Workbench, signed in, with one user message and its options shown."""
     sign_in(page, server)
     page.goto(f"{server.base_url}/console/workbench")
-    page.select_option("#model", "claude-opus-4-7")
-    page.fill("#max_tokens", "300")
-    page.fill("#messages .content", "Please explain briefly why the sky looks blue during the day.")
+    page.fill("#max_tokens", str(max_tokens))
+    page.fill("#messages .content", prompt)
     page.click("summary")
+
+
+def test_a_workbench_reply_streams_in_as_blocks_and_its_code_runs(page: Page, server: Server) -> None:
+    # Adaptive thinking at low effort thinks about prompts of 40 characters or more, 256 tokens at most.
+    open_workbench(
+        page, server, "Please explain briefly why the sky looks blue during the day.", max_tokens=300
+    )
+    page.select_option("#model", "claude-opus-4-7")
     page.select_option("#thinking", "adaptive")
     page.select_option("#effort", "low")
     page.click("#run")
@@ -114,18 +122,15 @@ def test_a_workbench_reply_streams_in_as_blocks_and_its_code_runs(page: Page, se
 
 
 def test_a_forced_tool_call_streams_its_input(page: Page, server: Server) -> None:
-    sign_in(page, server)
-    page.goto(f"{server.base_url}/console/workbench")
-    page.fill("#max_tokens", "120")
-    page.fill("#messages .content", "What is the weather in Paris?")
-    page.click("summary")
+    open_workbench(page, server, "What is the weather in Paris?", max_tokens=120)
     tool = {
         "name": "get_weather",
         "description": "The weather in a city",
         "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
     }
     page.fill("#tools", json.dumps([tool]))
-    page.fill("#tool_choice", json.dumps({"type": "tool", "name": "get_weather"}))
+    choice = {"type": "tool", "name": "get_weather", "disable_parallel_tool_use": True}
+    page.fill("#tool_choice", json.dumps(choice))
     page.click("#run")
     expect(page.locator('#stop[data-stop-reason="tool_use"]')).to_be_attached(timeout=120_000)
     block = page.locator('#reply .block[data-type="tool_use"]')
@@ -135,11 +140,9 @@ def test_a_forced_tool_call_streams_its_input(page: Page, server: Server) -> Non
 
 
 def test_a_workbench_error_is_shown_as_the_api_words_it(page: Page, server: Server) -> None:
-    sign_in(page, server)
-    page.goto(f"{server.base_url}/console/workbench")
-    page.fill("#max_tokens", "0")
-    page.fill("#messages .content", "Hi")
+    open_workbench(page, server, "Hi", max_tokens=16)
+    page.fill("#tools", json.dumps([{"name": "no_schema"}]))
     page.click("#run")
     error = page.locator('#reply .block[data-type="error"]')
     expect(error).to_contain_text("invalid_request_error")
-    expect(error).to_contain_text("max_tokens")
+    expect(error).to_contain_text("input_schema")

@@ -111,18 +111,21 @@ function curlCode(body) {
   ].join("\n");
 }
 
+// The request as code, in each language; the request itself, or null (and why, shown) if the form
+// does not make one.
 function showCode() {
   let body;
   try {
     body = requestBody();
   } catch (error) {
     $("#state").textContent = error.message;
-    return;
+    return null;
   }
   $("#state").textContent = "";
   $("#code-python").textContent = pythonCode(body);
   $("#code-typescript").textContent = typescriptCode(body);
   $("#code-curl").textContent = curlCode(body);
+  return body;
 }
 
 // --- the reply ---------------------------------------------------------------------------------
@@ -221,14 +224,8 @@ async function readEvents(body) {
 
 async function run(event) {
   event.preventDefault();
-  let body;
-  try {
-    body = requestBody();
-  } catch (error) {
-    $("#state").textContent = error.message;
-    return;
-  }
-  showCode();
+  const body = showCode();
+  if (!body) return;
   $("#reply").replaceChildren();
   blocks.clear();
   $("#stop").textContent = "";
