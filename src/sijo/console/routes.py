@@ -31,7 +31,6 @@ from sijo.store.keys import KeyStore
 from sijo.store.ledger import UsageLedger
 
 router = APIRouter(prefix="/console", include_in_schema=False)
-STATIC = StaticFiles(packages=[("sijo.console", "static")])
 SCRIPT_PATHS = ("/console/workbench/messages",)  # answered in the API's error shape, not with pages
 
 
@@ -148,7 +147,7 @@ def install(app: FastAPI) -> None:
     app.state.console_attempts = Attempts()
     for module in (router, keys.router, batches.router, workbench.router):
         app.include_router(module)
-    app.mount("/console/static", STATIC, name="console-static")
+    app.mount("/console/static", StaticFiles(packages=[("sijo.console", "static")]), name="console-static")
 
     def scripted(request: Request) -> bool:
         return request.url.path in SCRIPT_PATHS
