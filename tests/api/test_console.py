@@ -74,11 +74,8 @@ async def _create_key(
     response = await client.post(
         "/console/keys", data={"csrf_token": csrf, "name": name, "workspace": workspace}
     )
-    if response.status_code == 201:  # the first key, made in the open Console: shown on the spot
-        shown = response.text
-    else:
-        assert response.status_code == 303  # post/redirect/get: a reload cannot make a second key
-        shown = (await client.get(response.headers["location"])).text
+    assert response.status_code == 303  # post/redirect/get: a reload cannot make a second key
+    shown = (await client.get(response.headers["location"])).text
     secret = re.search(r'id="new-key-secret">([^<]+)<', shown)
     key_id = re.search(r'data-key-id="([^"]+)"', shown)
     assert secret and key_id
@@ -310,12 +307,21 @@ async def test_the_overview_shows_the_engines_and_models(console: httpx.AsyncCli
 
 
 async def test_sessions_end_with_what_granted_them(open_console: httpx.AsyncClient) -> None:
-    csrf = _csrf((await open_console.get("/console/keys")).text)  # open: no key exists
-    await _create_key(open_console, csrf, "first")
-    assert (await open_console.get("/console")).status_code == 303  # that session was for no keys
+    opened = await open_console.get("/console/keys")  # open: no key exists
+    await _create_key(open_console, _csrf(opened.text), "first")
+    assert "now-closed" not in (await open_console.get("/console/keys")).text  # said once, with the secret
+    # Whoever made the first key goes on; the open session's cookie, or none, no longer gets in.
+    assert (await open_console.get("/console")).status_code == 200
+    stale = {"sijo_console": opened.cookies["sijo_console"]}
+    transport = open_console._transport
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1", cookies=stale) as other:
+        assert (await other.get("/console")).status_code == 303
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as newcomer:
+        assert (await newcomer.get("/console")).status_code == 303
 
     keys = open_console.app.state.keys  # type: ignore[attr-defined]
     admin, secret = keys.create("ops", kind="admin")
+    open_console.cookies.clear()
     signed = await open_console.post("/console/sign-in", data={"admin_key": secret})
     assert signed.status_code == 303 and (await open_console.get("/console")).status_code == 200
     audit = (await open_console.get("/console/audit")).text

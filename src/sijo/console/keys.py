@@ -29,7 +29,7 @@ async def keys_page(request: Request, session: SessionDep) -> HTMLResponse:
     return await _keys_page(request, sessions.take_secret(session))  # a key just made: its secret, once
 
 
-async def _keys_page(request: Request, shown: tuple[str, str] | None, status_code: int = 200) -> HTMLResponse:
+async def _keys_page(request: Request, shown: tuple[str, str] | None) -> HTMLResponse:
     keys: KeyStore = request.app.state.keys
     ledger: UsageLedger = request.app.state.ledger
     await ledger.flush()
@@ -42,7 +42,6 @@ async def _keys_page(request: Request, shown: tuple[str, str] | None, status_cod
     return page(
         request,
         "keys.html",
-        status_code=status_code,
         keys=listed,
         last_used=used,
         workspace_names={space.id: space.name for space in spaces},
@@ -80,10 +79,11 @@ async def create_key(request: Request, posted_form: PostedDep) -> Response:
     )
     sessions: Sessions = request.app.state.console_sessions
     if session.open:
-        # The first key ends the open Console (access.py): this page is the session's last, and the
-        # only one that can show the secret.
+        # The first key closes the open Console to newcomers (access.py); whoever made it, from this
+        # browser on loopback, goes on in a session of their own until it expires or they sign out.
         sessions.end(session.token)
-        return await _keys_page(request, (created.id, secret), status_code=201)
+        session = sessions.start("loopback (made the first key)")
+        request.state.console_started = session
     # Post/redirect/get: a reload cannot make a second key, and the secret is shown by the next page only.
     sessions.hold_secret(session, created.id, secret)
     return redirect(request, "/console/keys")

@@ -46,6 +46,8 @@ def _when(value: datetime | None) -> str:
 
 
 def _dollars(usd: Decimal) -> str:
+    if 0 < abs(usd) < Decimal("0.0001"):
+        return "<$0.0001" if usd > 0 else ">-$0.0001"
     if 0 < abs(usd) < Decimal("0.01"):
         return f"${usd:.4f}"
     return f"${usd:,.2f}"
