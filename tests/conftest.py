@@ -158,10 +158,16 @@ def stop_server(server: Server) -> None:
         server.process.kill()
 
 
+def start_keyless(tmp: Path) -> Server:
+    """`sijo serve` as `make serve` starts it: no key (loopback only), none of the SIJO_*/ANTHROPIC_*
+    variables of the environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIJO_", "ANTHROPIC_"))}
+    return start_server(tmp, env)
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One real server (embedded model, no keys: loopback only) shared by the e2e tests."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIJO_", "ANTHROPIC_"))}
-    running = start_server(tmp_path_factory.mktemp("server"), env)
+    running = start_keyless(tmp_path_factory.mktemp("server"))
     yield running
     stop_server(running)

@@ -8,6 +8,7 @@ chain of routes (`ModelConfig.engine` as a list): token engines and Messages API
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -164,6 +165,10 @@ class Catalog:
 
     def list(self) -> list[Route]:
         return list(self._models)
+
+    def infos(self) -> builtins.list[ModelInfo]:
+        """What each model reports (its first healthy route's info), in the configured order."""
+        return [available(served).info() for served in self._models]
 
     def stats(self) -> dict[str, dict[str, int | float]]:
         """Each engine's and upstream's counters, by name."""

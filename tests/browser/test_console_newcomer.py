@@ -4,7 +4,6 @@ Workbench, and see the usage and what it would have cost on the Claude API."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import anthropic
@@ -12,13 +11,12 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import screenshot
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import Server, start_keyless, stop_server
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIJO_", "ANTHROPIC_"))}
-    running = start_server(tmp_path_factory.mktemp("newcomer"), env)
+    running = start_keyless(tmp_path_factory.mktemp("newcomer"))  # it makes a key: a server of its own
     yield running
     stop_server(running)
 

@@ -73,7 +73,7 @@ class Authenticator:
 
     async def caller(self, presented: list[str]) -> Caller:
         if not await self._required():
-            return Caller(DEFAULT_WORKSPACE, Account(), "anonymous", self._limits(KeyLimits()))
+            return self.keyless("anonymous")
         if not presented:
             raise AuthenticationError("x-api-key header is required")
         for key in presented:
@@ -100,9 +100,10 @@ class Authenticator:
             raise PermissionDeniedError("the Admin API requires an admin key, not an API key")
         raise AuthenticationError("invalid x-api-key")
 
-    def console(self) -> Caller:
-        """Who the Console's Workbench calls as: the default workspace, no key, default limits."""
-        return Caller(DEFAULT_WORKSPACE, Account(), "console", self._limits(KeyLimits()))
+    def keyless(self, rate_key: str) -> Caller:
+        """A caller without a key (loopback on a keyless server, or the Console's Workbench): the
+        default workspace, the default limits, in the bucket `rate_key`."""
+        return Caller(DEFAULT_WORKSPACE, Account(), rate_key, self._limits(KeyLimits()))
 
     async def keys_exist(self) -> bool:
         """Whether any key exists, API or admin: until one does, the server trusts loopback."""

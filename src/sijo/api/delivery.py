@@ -10,9 +10,12 @@ from contextlib import aclosing
 from typing import TypeVar
 
 from fastapi import Request
+from fastapi.responses import StreamingResponse
 
+from sijo.api import sse
 from sijo.api.auth import Caller
 from sijo.api.body import INLINE_BYTES, ClientDisconnected, declared_length
+from sijo.api.errors import request_id
 from sijo.prepared import Prepared
 from sijo.protocol.events import MessageDeltaEvent, MessageStartEvent, StreamEvent
 from sijo.protocol.message import Message
@@ -43,6 +46,23 @@ async def settled(
             yield event
     finally:
         await limiter.settle(caller.rate_key, caller.limits, output_tokens, cache_read)
+
+
+async def streamed(
+    request: Request,
+    service: MessagesService,
+    prepared: Prepared,
+    limiter: RateLimiter,
+    caller: Caller,
+    ping_interval: float,
+) -> StreamingResponse:
+    """An admitted message as the API streams it: started before the 200, written as SSE with pings."""
+    events = await started_stream(service, prepared, limiter, caller)
+    return StreamingResponse(
+        sse.frames(sse.batches(events, ping_interval), request_id(request)),
+        media_type="text/event-stream; charset=utf-8",
+        headers={"cache-control": "no-cache"},
+    )
 
 
 async def started_with(first: T, rest: AsyncGenerator[T, None]) -> AsyncIterator[T]:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
-from sijo.api import sse
 from sijo.api.auth import Authenticated
 from sijo.api.body import parse_body
-from sijo.api.delivery import completed, parsing_may_be_long, started_stream
+from sijo.api.delivery import completed, parsing_may_be_long, streamed
 from sijo.api.deps import LimiterDep, ServiceDep, SettingsDep
-from sijo.api.errors import request_id
 from sijo.api.gc_pause import collection_paused
 from sijo.api.openapi import answers, request_body
 from sijo.engines.upstream.anthropic import FORWARDED_HEADERS
@@ -40,12 +38,7 @@ async def create_message(
     state = await limiter.admit(caller.rate_key, caller.limits, prepared.input_tokens)
     request.state.ratelimit_headers = state.headers()
     if stream:
-        events = await started_stream(service, prepared, limiter, caller)
-        return StreamingResponse(
-            sse.frames(sse.batches(events, settings.ping_interval), request_id(request)),
-            media_type="text/event-stream; charset=utf-8",
-            headers={"cache-control": "no-cache"},
-        )
+        return await streamed(request, service, prepared, limiter, caller, settings.ping_interval)
     message, state = await completed(request, service, prepared, limiter, caller)
     request.state.ratelimit_headers = state.headers()
     return JSONResponse(message.model_dump(mode="json"))

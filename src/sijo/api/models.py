@@ -47,7 +47,7 @@ async def list_models(
 ) -> Response:
     if openai:
         return await openai_models(request, service, None)
-    infos = {info.id: info for info in (available(served).info() for served in service.catalog.list())}
+    infos = {info.id: info for info in service.catalog.infos()}
     ids, has_more = select_page(list(infos), limit, after_id, before_id, "model id")
     page = ModelPage(
         data=[infos[i] for i in ids],

@@ -201,10 +201,7 @@ async def openai_models(request: Request, service: MessagesService, model_id: st
         if model_id is not None:
             answer: BaseModel = openai_model(available(service.catalog.resolve(model_id)).info())
         else:
-            infos = {
-                info.id: info for info in (available(served).info() for served in service.catalog.list())
-            }
-            answer = OpenAIModelList(data=[openai_model(info) for info in infos.values()])
+            answer = OpenAIModelList(data=[openai_model(info) for info in service.catalog.infos()])
     except ApiError as error:
         return with_request_id(request, render_openai(error))
     return with_request_id(request, JSONResponse(answer.model_dump(mode="json")))

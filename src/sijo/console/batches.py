@@ -44,7 +44,7 @@ async def _workspace_names(request: Request) -> dict[str, str]:
 
 async def _batch(request: Request, batch_id: str) -> Batch:
     store: BatchStore = request.app.state.batches
-    batch = await asyncio.to_thread(store.find, batch_id) if ID.fullmatch(batch_id) else None
+    batch = await asyncio.to_thread(store.get, batch_id, None) if ID.fullmatch(batch_id) else None
     if batch is None:
         raise ConsoleError(404, f"message_batch_id: no batch {batch_id!r}")
     return batch
@@ -53,7 +53,8 @@ async def _batch(request: Request, batch_id: str) -> Batch:
 @router.get("/batches")
 async def batches_page(request: Request, _: SessionDep) -> HTMLResponse:
     store: BatchStore = request.app.state.batches
-    listed, names = await asyncio.gather(asyncio.to_thread(store.recent, 100), _workspace_names(request))
+    ids = await asyncio.to_thread(store.ids, None, 100)
+    listed, names = await asyncio.gather(asyncio.to_thread(store.many, ids), _workspace_names(request))
     rows = [(batch, progress(batch)) for batch in listed]
     return page(request, "batches.html", rows=rows, workspace_names=names, states=STATES)
 

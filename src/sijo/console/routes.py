@@ -16,7 +16,6 @@ from fastapi.staticfiles import StaticFiles
 
 from sijo.api.auth import Authenticator
 from sijo.api.errors import render
-from sijo.catalog import available
 from sijo.config import ModelPrice
 from sijo.console import batches, keys, usage, workbench
 from sijo.console.access import Attempts, BadToken, PostedDep, SessionDep, SignInRequired
@@ -83,7 +82,7 @@ async def sign_out(request: Request, posted_form: PostedDep) -> Response:
 async def overview(request: Request, _: SessionDep) -> HTMLResponse:
     service: MessagesService = request.app.state.service
     engines: dict[str, dict[str, int | float]] = service.catalog.stats()
-    models = [available(served).info().id for served in service.catalog.list()]
+    models = [info.id for info in service.catalog.infos()]
     entries = service.cache.entries
     held = len(entries) if isinstance(entries, MemoryEntries) else None
     return page(request, "overview.html", engines=engines, models=models, cache_entries=held)

@@ -49,7 +49,7 @@ class Sessions:
     def start(self, actor: str, *, key_id: str | None = None, open: bool = False) -> Session:
         self._expire()
         while len(self._held) >= MAX_SESSIONS:
-            self.end_digest(next(iter(self._held)))
+            self._end(next(iter(self._held)))
         token = secrets.token_urlsafe(32)
         session = Session(
             token, secrets.token_urlsafe(32), actor, self._clock() + self._seconds, key_id, open
@@ -65,9 +65,9 @@ class Sessions:
         return session
 
     def end(self, token: str) -> None:
-        self.end_digest(_digest(token))
+        self._end(_digest(token))
 
-    def end_digest(self, digest: str) -> None:
+    def _end(self, digest: str) -> None:
         self._held.pop(digest, None)
         self._shown.pop(digest, None)
 
@@ -81,4 +81,4 @@ class Sessions:
     def _expire(self) -> None:
         now = self._clock()
         for digest in [d for d, s in self._held.items() if s.expires_at <= now]:
-            self.end_digest(digest)
+            self._end(digest)

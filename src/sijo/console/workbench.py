@@ -13,12 +13,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 
-from sijo.api import sse
 from sijo.api.auth import Authenticator
 from sijo.api.body import parse_body
-from sijo.api.delivery import started_stream
-from sijo.api.errors import request_id
-from sijo.catalog import available
+from sijo.api.delivery import streamed
 from sijo.console.access import ScriptDep, SessionDep
 from sijo.console.audit import audited
 from sijo.console.pages import page, secured
@@ -32,7 +29,7 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 @router.get("/workbench")
 async def workbench_page(request: Request, _: SessionDep) -> HTMLResponse:
     service: MessagesService = request.app.state.service
-    models = [available(served).info().id for served in service.catalog.list()]
+    models = [info.id for info in service.catalog.infos()]
     base_url = (request.app.state.settings.public_url or str(request.base_url)).rstrip("/")
     return page(request, "workbench.html", models=models, base_url=base_url)
 
@@ -42,16 +39,14 @@ async def workbench_messages(request: Request, session: ScriptDep) -> StreamingR
     service: MessagesService = request.app.state.service
     limiter: RateLimiter = request.app.state.limiter
     authenticator: Authenticator = request.app.state.authenticator
-    caller = authenticator.console()
+    caller = authenticator.keyless("console")
     params = await parse_body(request, MessageCreateParams, request.app.state.settings.max_request_bytes)
     params = params.model_copy(update={"stream": True})
     prepared = await service.prepare(params, caller.workspace, account=caller.account)
     detail = f"max_tokens {params.max_tokens}, {prepared.input_tokens} input tokens"
     await limiter.admit(caller.rate_key, caller.limits, prepared.input_tokens)
     await audited(request, session, "workbench.run", params.model, detail)
-    events = await started_stream(service, prepared, limiter, caller)
-    response = StreamingResponse(
-        sse.frames(sse.batches(events, request.app.state.settings.ping_interval), request_id(request)),
-        media_type="text/event-stream; charset=utf-8",
+    response = await streamed(
+        request, service, prepared, limiter, caller, request.app.state.settings.ping_interval
     )
     return secured(request, response)

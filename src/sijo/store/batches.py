@@ -82,11 +82,13 @@ class BatchStore:
         assert found is not None
         return found
 
-    def get(self, batch_id: str, workspace: str) -> Batch | None:
+    def get(self, batch_id: str, workspace: str | None) -> Batch | None:
+        """The batch, if it is `workspace`'s (None: of any workspace, for the Console)."""
+        query = select(batches).where(batches.c.id == batch_id)
+        if workspace is not None:
+            query = query.where(batches.c.workspace == workspace)
         with self.engine.connect() as connection:
-            row = connection.execute(
-                select(batches).where(batches.c.id == batch_id, batches.c.workspace == workspace)
-            ).first()
+            row = connection.execute(query).first()
             return None if row is None else _batch(row, _counts(connection, [batch_id])[batch_id])
 
     def queued(self, api_key_id: str | None) -> int:
@@ -100,16 +102,13 @@ class BatchStore:
             ).scalar()
         return int(count or 0)
 
-    def ids(self, workspace: str) -> list[str]:
-        """The workspace's batch ids, newest first."""
+    def ids(self, workspace: str | None, limit: int | None = None) -> list[str]:
+        """The workspace's batch ids (None: every workspace's), newest first."""
+        query = select(batches.c.id).order_by(batches.c.created_at.desc(), batches.c.id.desc()).limit(limit)
+        if workspace is not None:
+            query = query.where(batches.c.workspace == workspace)
         with self.engine.connect() as connection:
-            return list(
-                connection.execute(
-                    select(batches.c.id)
-                    .where(batches.c.workspace == workspace)
-                    .order_by(batches.c.created_at.desc(), batches.c.id.desc())
-                ).scalars()
-            )
+            return list(connection.execute(query).scalars())
 
     def many(self, batch_ids: list[str]) -> list[Batch]:
         """These batches (one page of a list), in the order given."""
@@ -119,24 +118,6 @@ class BatchStore:
             }
             counts = _counts(connection, batch_ids)
         return [_batch(rows[i], counts[i]) for i in batch_ids if i in rows]
-
-    def recent(self, limit: int) -> list[Batch]:
-        """The newest batches of every workspace (the Console's list)."""
-        with self.engine.connect() as connection:
-            ids = list(
-                connection.execute(
-                    select(batches.c.id)
-                    .order_by(batches.c.created_at.desc(), batches.c.id.desc())
-                    .limit(limit)
-                ).scalars()
-            )
-        return self.many(ids)
-
-    def find(self, batch_id: str) -> Batch | None:
-        """A batch of any workspace (the Console's detail page)."""
-        with self.engine.connect() as connection:
-            row = connection.execute(select(batches).where(batches.c.id == batch_id)).first()
-            return None if row is None else _batch(row, _counts(connection, [batch_id])[batch_id])
 
     def cancel(self, batch_id: str, workspace: str, now: datetime) -> Batch | None:
         """Unstarted requests become canceled; running ones finish; the batch ends when they have."""
