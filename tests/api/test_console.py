@@ -262,6 +262,11 @@ async def test_a_batch_is_canceled_from_the_console(
     batch_id = await _batch(busy_console, secret, 4, max_tokens=300)
     running = await _console_status(busy_console, batch_id, "in_progress")
     assert 'http-equiv="refresh"' in running  # the page follows the batch by itself
+    for _ in range(500):  # "in_progress" comes at once; wait for the worker to hand the engine a request
+        if engine.active:
+            break
+        await asyncio.sleep(0.01)
+    assert engine.active == 1
 
     forged = await busy_console.post(f"/console/batches/{batch_id}/cancel", data={"csrf_token": "x"})
     assert forged.status_code == 403
