@@ -121,8 +121,11 @@ async def test_a_key_is_shown_once_works_and_stops_working_when_deactivated(
     listing = (await console.get("/console/keys")).text
     assert secret not in listing and key_id in listing and "team-a" in listing  # shown once
 
+    assert re.search(r'<td class="last-used">—</td>', listing)  # never used yet
     served = await console.post("/v1/messages", json=BODY, headers={**API_HEADERS, "x-api-key": secret})
     assert served.status_code == 200
+    used = (await console.get("/console/keys")).text
+    assert re.search(r'<td class="last-used">\d{4}-\d\d-\d\d \d\d:\d\d UTC</td>', used)
 
     changed = await console.post(f"/console/keys/{key_id}", data={"csrf_token": csrf, "action": "deactivate"})
     assert changed.status_code == 303

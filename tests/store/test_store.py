@@ -105,9 +105,8 @@ def test_each_request_is_answered_once_even_across_a_crash(database: Engine) -> 
     assert store.recover(NOW + LEASE + timedelta(seconds=1)) == 1
     again = store.claim("w2", NOW, LEASE)
     assert again is not None and again.custom_id == "r1"
-    assert not store.complete(
-        second, "w1", "succeeded", '{"type":"succeeded"}', NOW
-    )  # the dead worker's write
+    # the dead worker's write
+    assert not store.complete(second, "w1", "succeeded", '{"type":"succeeded"}', NOW)
     assert store.complete(again, "w2", "errored", '{"type":"errored"}', NOW)
     last = store.claim("w2", NOW, LEASE)
     assert last is not None and store.claim("w2", NOW, LEASE) is None

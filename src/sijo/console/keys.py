@@ -26,10 +26,7 @@ MAX_NAME, MAX_WORKSPACE = 500, 200
 @router.get("/keys")
 async def keys_page(request: Request, session: SessionDep) -> HTMLResponse:
     sessions: Sessions = request.app.state.console_sessions
-    return await _keys_page(request, sessions.take_secret(session))  # a key just made: its secret, once
-
-
-async def _keys_page(request: Request, shown: tuple[str, str] | None) -> HTMLResponse:
+    shown = sessions.take_secret(session)  # a key just made: its secret, once
     keys: KeyStore = request.app.state.keys
     ledger: UsageLedger = request.app.state.ledger
     await ledger.flush()

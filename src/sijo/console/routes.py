@@ -153,13 +153,13 @@ def install(app: FastAPI) -> None:
 
     async def to_sign_in(request: Request, _: Exception) -> Response:
         if scripted(request):
-            return secured(request, _api_error(request, AuthenticationError("sign in to the Console again")))
+            return secured(request, render(request, AuthenticationError("sign in to the Console again")))
         return redirect(request, "/console/sign-in")
 
     async def refuse(request: Request, _: Exception) -> Response:
         if scripted(request):
             error = PermissionDeniedError("x-csrf-token: missing or out of date; reload the Workbench")
-            return secured(request, _api_error(request, error))
+            return secured(request, render(request, error))
         message = "This form is out of date or did not come from the Console: reload the page and try again."
         return page(request, "error.html", status_code=403, message=message)
 
@@ -170,7 +170,3 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(SignInRequired, to_sign_in)
     app.add_exception_handler(BadToken, refuse)
     app.add_exception_handler(ConsoleError, console_error)
-
-
-def _api_error(request: Request, error: AuthenticationError | PermissionDeniedError) -> Response:
-    return render(request, error)

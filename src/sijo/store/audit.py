@@ -1,7 +1,7 @@
 """The audit log: one row for every admin action taken in the Console (who, what, on which id).
 
 Rows are written before the action's response goes out and never change; a secret is never part
-of one (a key is named by its id and hint).
+of one (a stored key is named by its name and id, a configured one by an HMAC of it).
 """
 
 from __future__ import annotations

@@ -145,7 +145,7 @@ audit_log = Table(
     metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("at", UtcDateTime(), nullable=False),
-    Column("actor", String(200), nullable=False),  # who: "admin key sk-ant-admin01-…abcd", "loopback"
+    Column("actor", String(200), nullable=False),  # who: "admin key ops (apikey_…)", never part of a key
     Column("action", String(64), nullable=False),  # what: "api_key.create", "console.sign_in", …
     Column("target", String(200)),  # the id it acted on, if any
     Column("detail", Text),  # a short description; never a secret
